@@ -1,0 +1,140 @@
+//! REC.TRACK <user> <item> <action> [VALUE <v>] [TS <unix-ms>] [REC <rec-id>]
+
+use super::{err, now_ms, once, show, unknown_option, Args, CmdError, CmdResult, Reply};
+use crate::commands::user::{open_user_writable, UserSlot};
+use crate::config;
+use crate::engine::model::valid_name;
+use crate::engine::TrackInput;
+use crate::persist::engine;
+use crate::stats;
+use redis_module::{Context, ContextFlags};
+
+/// Latest accepted event time, relative to the clock: one day ahead.
+const MAX_FUTURE_MS: i64 = 86_400_000;
+/// Largest accepted timestamp (year 9999).
+const MAX_TS: i64 = 253_402_300_799_999;
+
+/// A rec id as REC.GET hands it out: `r1:<unix-ms>:<model>`.
+pub fn parse_rec_id(v: &[u8]) -> Option<(i64, &str)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let mut parts = s.splitn(3, ':');
+    if parts.next()? != "r1" {
+        return None;
+    }
+    let ts: i64 = parts.next()?.parse().ok()?;
+    let model = parts.next()?;
+    (ts >= 0 && valid_name(model.as_bytes())).then_some((ts, model))
+}
+
+pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
+    a.need(3)?;
+    let user = a.id("user")?;
+    let item = a.id("item")?;
+    let action_name = a.next()?;
+    let table = config::ACTION_WEIGHTS.value();
+    let Some(action) = table.find_ignore_case(action_name) else {
+        return err(format!(
+            "unknown action '{}' — expected one of {} (rec.action-weights)",
+            show(action_name),
+            table.names()
+        ));
+    };
+    let (mut value, mut ts, mut rec) = (None, None, None);
+    while !a.is_done() {
+        let kw = a.keyword()?;
+        match kw.as_str() {
+            "VALUE" => {
+                once(&value, "VALUE")?;
+                value = Some(a.float("VALUE", -1e6, 1e6)?);
+            }
+            "TS" => {
+                once(&ts, "TS")?;
+                ts = Some(a.int("TS", 0, MAX_TS)?);
+            }
+            "REC" => {
+                once(&rec, "REC")?;
+                let r = a.value_of("REC")?;
+                if parse_rec_id(r).is_none() {
+                    return err(format!(
+                        "bad REC '{}' — expected a rec_id returned by REC.GET",
+                        show(r)
+                    ));
+                }
+                rec = Some(r);
+            }
+            _ => return Err(unknown_option(&kw, "VALUE, TS or REC")),
+        }
+    }
+    let now = now_ms();
+    let from_primary = ctx
+        .get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING);
+    let ts = match ts {
+        Some(t) if !from_primary && t > now.saturating_add(MAX_FUTURE_MS) => {
+            return err(format!(
+                "TS {t} is more than a day in the future — expected a Unix time in milliseconds"
+            ))
+        }
+        Some(t) => t,
+        None => now,
+    };
+    action.event_weight(value).map_err(CmdError)?;
+
+    let settings = config::settings();
+    let input = TrackInput {
+        item,
+        action,
+        value,
+        ts,
+    };
+    let mut slot = open_user_writable(ctx, user)?;
+    let mut eng = engine();
+    match &mut slot {
+        UserSlot::Existing(key, state) => {
+            let before = state.mem_bytes();
+            eng.track(state, &input, &settings)
+                .map_err(|e| CmdError(e.to_string()))?;
+            stats::add_user_bytes(state.mem_bytes() as i64 - before as i64);
+            let _ = key;
+        }
+        UserSlot::Empty(key) => {
+            let mut state = Default::default();
+            eng.track(&mut state, &input, &settings)
+                .map_err(|e| CmdError(e.to_string()))?;
+            eng.users_seen += 1;
+            crate::persist::account_new(&state);
+            key.set_value(&crate::persist::USER_TYPE, state)?;
+        }
+    }
+    drop(eng);
+    stats::record_event(&action.name);
+
+    // Replicate the effect: always with the timestamp this node used.
+    let ts_s = ts.to_string();
+    let value_s = value.map(|v| v.to_string());
+    let mut out: Vec<&[u8]> = vec![user, item, action.name.as_bytes()];
+    if let Some(v) = &value_s {
+        out.extend_from_slice(&[b"VALUE", v.as_bytes()]);
+    }
+    out.extend_from_slice(&[b"TS", ts_s.as_bytes()]);
+    if let Some(r) = rec {
+        out.extend_from_slice(&[b"REC", r]);
+    }
+    ctx.replicate("REC.TRACK", &out[..]);
+    Ok(Reply::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rec_ids() {
+        assert_eq!(parse_rec_id(b"r1:123:default"), Some((123, "default")));
+        assert!(parse_rec_id(b"r2:1:default").is_none());
+        assert!(parse_rec_id(b"r1:x:default").is_none());
+        assert!(parse_rec_id(b"r1:1:").is_none());
+        assert!(parse_rec_id(b"r1:-1:m").is_none());
+        assert!(parse_rec_id(b"\xff").is_none());
+    }
+}

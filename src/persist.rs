@@ -183,7 +183,7 @@ unsafe extern "C" fn on_flush(
     subevent: u64,
     _data: *mut c_void,
 ) {
-    if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_START as u64 {
+    if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_START {
         let _ = catch_unwind(|| {
             *engine() = Engine::default();
         });

@@ -70,7 +70,7 @@ fn parse_get<'a>(a: &mut Args<'a>) -> Result<GetOptions<'a>, CmdError> {
                     if is_keyword(v) {
                         break;
                     }
-                    o.exclude.push(a.next()?);
+                    o.exclude.push(a.arg()?);
                 }
                 if o.exclude.len() > 1000 {
                     return err("too many EXCLUDE items — expected at most 1000");

@@ -192,7 +192,7 @@ impl<'a> Args<'a> {
     }
 
     /// The next argument, or the arity error.
-    pub fn next(&mut self) -> Result<&'a [u8], CmdError> {
+    pub fn arg(&mut self) -> Result<&'a [u8], CmdError> {
         match self.args.get(self.pos) {
             Some(a) => {
                 self.pos += 1;
@@ -217,11 +217,11 @@ impl<'a> Args<'a> {
 
     /// The next argument as an upper-case keyword.
     pub fn keyword(&mut self) -> Result<String, CmdError> {
-        Ok(String::from_utf8_lossy(self.next()?).to_ascii_uppercase())
+        Ok(String::from_utf8_lossy(self.arg()?).to_ascii_uppercase())
     }
 
     pub fn id(&mut self, what: &str) -> Result<&'a [u8], CmdError> {
-        let v = self.next()?;
+        let v = self.arg()?;
         check_id(what, v)?;
         Ok(v)
     }

@@ -7,7 +7,7 @@ use crate::persist::engine;
 use redis_module::Context;
 
 fn model_name<'a>(a: &mut Args<'a>) -> Result<&'a str, CmdError> {
-    let n = a.next()?;
+    let n = a.arg()?;
     match std::str::from_utf8(n) {
         Ok(s) if valid_name(n) => Ok(s),
         _ => err(format!(

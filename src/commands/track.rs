@@ -30,7 +30,7 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
     a.need(3)?;
     let user = a.id("user")?;
     let item = a.id("item")?;
-    let action_name = a.next()?;
+    let action_name = a.arg()?;
     let table = config::ACTION_WEIGHTS.value();
     let Some(action) = table.find_ignore_case(action_name) else {
         return err(format!(

@@ -107,14 +107,14 @@ const MAX_FEATURE_VALUE: usize = 1024;
 pub fn user_set(ctx: &Context, a: &mut Args) -> CmdResult {
     a.need(3)?;
     let user = a.id("user")?;
-    if a.remaining() % 2 != 0 {
+    if !a.remaining().is_multiple_of(2) {
         return Err(super::arity_error(&a.name()));
     }
     let mut pairs: Vec<(&[u8], &[u8])> = Vec::new();
     while !a.is_done() {
-        let k = a.next()?;
+        let k = a.arg()?;
         super::check_id("feature", k)?;
-        let v = a.next()?;
+        let v = a.arg()?;
         if v.len() > MAX_FEATURE_VALUE {
             return err(format!(
                 "feature value too large ({} bytes) — expected at most {MAX_FEATURE_VALUE} bytes",
@@ -174,8 +174,8 @@ pub fn user_del(ctx: &Context, a: &mut Args) -> CmdResult {
 /// REC._RESTORE_USER <key> <payload>: recreates a user key from an AOF rewrite.
 pub fn restore_user(ctx: &Context, a: &mut Args) -> CmdResult {
     only(a, 2)?;
-    let key_name = a.next()?;
-    let payload = a.next()?;
+    let key_name = a.arg()?;
+    let payload = a.arg()?;
     let state = UserState::decode(payload).map_err(|e| CmdError(e.to_string()))?;
     let key = ctx.open_key_writable(&ctx.create_string(key_name));
     if !key.is_empty() && key.get_value::<UserState>(&USER_TYPE).is_err() {

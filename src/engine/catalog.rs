@@ -316,9 +316,7 @@ impl Catalog {
             ids
         });
         let slot = &mut self.slots[r.idx as usize];
-        let Some(item) = slot.item.as_mut() else {
-            return None;
-        };
+        let item = slot.item.as_mut()?;
         let old_category = item.category;
         let was_available = item.available;
         let mut release_cat = None;

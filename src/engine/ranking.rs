@@ -285,9 +285,8 @@ impl Engine {
         }
         let personal = out.iter().any(|x| x.reason != Reason::Trending);
         RecList {
-            model: if personal || !m.is_personal() && req.model_name == POPULAR_MODEL {
-                req.model_name.to_string()
-            } else if personal {
+            // A personal model with nothing to say fell back to popularity: say so.
+            model: if personal || !m.is_personal() {
                 req.model_name.to_string()
             } else {
                 POPULAR_MODEL.to_string()

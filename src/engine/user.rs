@@ -24,6 +24,9 @@ pub struct UserLimits {
     pub affinity_half_life_ms: f64,
 }
 
+/// A custom feature: (name, value).
+pub type Feature = (Box<[u8]>, Box<[u8]>);
+
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct UserState {
     pub history: VecDeque<HistoryEvent>,
@@ -34,7 +37,7 @@ pub struct UserState {
     pub affinity_time: i64,
     pub purchased: VecDeque<Box<[u8]>>,
     pub disliked: VecDeque<Box<[u8]>>,
-    pub features: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub features: Vec<Feature>,
     pub events: u64,
     pub last_seen: i64,
 }

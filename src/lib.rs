@@ -4,6 +4,7 @@
 //! configs, INFO); `commands/`, `persist`, `keys`, `config`, `info` and `stats` are the Redis
 //! shell; `engine/` is the pure recommendation engine.
 
+pub mod alloc;
 pub mod commands;
 pub mod config;
 pub mod engine;
@@ -94,7 +95,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
 redis_module! {
     name: "rec",
     version: 1,
-    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+    allocator: (alloc::RecAlloc, alloc::RecAlloc),
     data_types: [USER_TYPE],
     init: init,
     commands: [

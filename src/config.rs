@@ -23,10 +23,13 @@ pub static MAX_PROPS_BYTES: AtomicI64 = AtomicI64::new(4096);
 pub static MAX_USER_FEATURES: AtomicI64 = AtomicI64::new(64);
 pub static MAX_MODELS: AtomicI64 = AtomicI64::new(64);
 pub static MAX_SCAN: AtomicI64 = AtomicI64::new(5000);
+pub static CACHE_TTL: AtomicI64 = AtomicI64::new(300);
+pub static L1_SIZE: AtomicI64 = AtomicI64::new(10_000);
+pub static USER_TTL: AtomicI64 = AtomicI64::new(0);
 
 /// (name, variable, default, min, max) of every integer parameter, registered in lib.rs.
 pub type IntParam = (&'static str, &'static AtomicI64, i64, i64, i64);
-pub const INT_PARAMS: [IntParam; 16] = [
+pub const INT_PARAMS: [IntParam; 19] = [
     ("history-size", &HISTORY_SIZE, 100, 1, 10_000),
     ("cooc-window", &COOC_WINDOW, 20, 1, 200),
     ("neighbors", &NEIGHBORS, 100, 1, 1000),
@@ -55,6 +58,9 @@ pub const INT_PARAMS: [IntParam; 16] = [
     ("max-user-features", &MAX_USER_FEATURES, 64, 0, 10_000),
     ("max-models", &MAX_MODELS, 64, 2, 10_000),
     ("max-scan", &MAX_SCAN, 5000, 10, 1_000_000),
+    ("cache-ttl", &CACHE_TTL, 300, 0, 2_592_000),
+    ("l1-size", &L1_SIZE, 10_000, 0, 10_000_000),
+    ("user-ttl", &USER_TTL, 0, 0, 315_360_000),
 ];
 
 pub fn get(v: &AtomicI64) -> usize {
@@ -150,3 +156,53 @@ pub static KEY_PREFIX: LazyLock<StringParam<Vec<u8>>> = LazyLock::new(|| StringP
     parse: parse_prefix,
     last: Mutex::new(0),
 });
+
+fn parse_unit(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err("bad value — expected a number from 0 to 1".into()),
+    }
+}
+
+fn parse_beta(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err("bad value — expected a number from 0 to 100".into()),
+    }
+}
+
+fn parse_action_list(s: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = s
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.len() > 64 || names.iter().any(|n| n.len() > 32) {
+        return Err("bad action list — expected at most 64 action names".into());
+    }
+    Ok(names)
+}
+
+fn string_param<T: Send + Sync + 'static>(
+    default: &str,
+    parse: fn(&str) -> Result<T, String>,
+    fallback: T,
+) -> StringParam<T> {
+    StringParam {
+        text: Mutex::new(default.to_string()),
+        value: Mutex::new(Arc::new(parse(default).unwrap_or(fallback))),
+        parse,
+        last: Mutex::new(0),
+    }
+}
+
+pub const DEFAULT_CACHE_JITTER: &str = "0.1";
+pub const DEFAULT_CACHE_BETA: &str = "1";
+pub const DEFAULT_INVALIDATING_ACTIONS: &str = "purchase rating add_to_cart dislike";
+
+pub static CACHE_JITTER: LazyLock<StringParam<f64>> =
+    LazyLock::new(|| string_param(DEFAULT_CACHE_JITTER, parse_unit, 0.1));
+pub static CACHE_BETA: LazyLock<StringParam<f64>> =
+    LazyLock::new(|| string_param(DEFAULT_CACHE_BETA, parse_beta, 1.0));
+pub static INVALIDATING_ACTIONS: LazyLock<StringParam<Vec<String>>> =
+    LazyLock::new(|| string_param(DEFAULT_INVALIDATING_ACTIONS, parse_action_list, Vec::new()));

@@ -35,6 +35,39 @@ pub extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, for_crash_report: c_in
             int(ctx, &format!("{name}_errors"), errors as i64);
             int(ctx, &format!("{name}_usec"), micros as i64);
         }
+        section(ctx, "cache");
+        let c = &crate::cache::STATS;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as i64;
+        let (l1h, l2h, miss) = (get(&c.l1_hits), get(&c.l2_hits), get(&c.misses));
+        int(ctx, "l1_hits", l1h);
+        int(ctx, "l2_hits", l2h);
+        int(ctx, "misses", miss);
+        let total = l1h + l2h + miss;
+        let rate = if total > 0 {
+            (l1h + l2h) as f64 / total as f64
+        } else {
+            0.0
+        };
+        raw::add_info_field_double(ctx, "hit_rate", rate);
+        int(ctx, "early_refreshes", get(&c.early_refreshes));
+        int(ctx, "fills", get(&c.fills));
+        int(ctx, "invalidations_user", get(&c.inval_user));
+        int(ctx, "invalidations_event", get(&c.inval_event));
+        int(ctx, "invalidations_item", get(&c.inval_item));
+        int(ctx, "invalidations_all", get(&c.inval_all));
+        int(ctx, "stale_item", get(&c.stale_item));
+        int(ctx, "stale_model", get(&c.stale_model));
+        int(ctx, "stale_epoch", get(&c.stale_epoch));
+        int(
+            ctx,
+            "l1_dropped_by_keyspace",
+            get(&c.l1_dropped_by_keyspace),
+        );
+        let (lists, bytes, users) = crate::cache::l1_size();
+        int(ctx, "l1_entries", lists as i64);
+        int(ctx, "l1_users", users as i64);
+        int(ctx, "l1_bytes", bytes as i64);
+        int(ctx, "l2_keys", c.l2_keys.load(Ordering::Relaxed).max(0));
         section(ctx, "events");
         let events = stats::events();
         int(ctx, "events_total", events.iter().map(|e| e.1 as i64).sum());

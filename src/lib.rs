@@ -5,6 +5,7 @@
 //! shell; `engine/` is the pure recommendation engine.
 
 pub mod alloc;
+pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod engine;
@@ -13,12 +14,12 @@ pub mod keys;
 pub mod persist;
 pub mod stats;
 
-use commands::{catalog, get, model, run, track, user};
+use commands::{catalog, get, invalidate, model, run, track, user};
 use persist::USER_TYPE;
 use redis_module::configuration::{
     register_i64_configuration, register_string_configuration, ConfigurationFlags,
 };
-use redis_module::{raw, redis_module, Context, RedisResult, RedisString, Status};
+use redis_module::{raw, redis_module, Context, RedisResult, RedisString, RedisValue, Status};
 use stats::Cmd;
 
 macro_rules! handler {
@@ -46,6 +47,17 @@ handler!(cmd_model_list, Cmd::ModelList, model::model_list);
 handler!(cmd_model_del, Cmd::ModelDel, model::model_del);
 handler!(cmd_restore_user, Cmd::RestoreUser, user::restore_user);
 
+/// REC.INVALIDATE declares its key through the getkeys API: only the `<user>` form has one.
+fn cmd_invalidate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if ctx.is_keys_position_request() {
+        if invalidate::names_user(&args) {
+            ctx.key_at_pos(1);
+        }
+        return Ok(RedisValue::NoReply);
+    }
+    run(ctx, args, Cmd::Invalidate, invalidate::invalidate)
+}
+
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     for (name, var, default, min, max) in config::INT_PARAMS {
         register_i64_configuration(
@@ -64,6 +76,28 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
         "action-weights",
         &*config::ACTION_WEIGHTS,
         engine::actions::DEFAULT_ACTION_WEIGHTS,
+        ConfigurationFlags::DEFAULT,
+        None,
+    );
+    for (name, var, default) in [
+        (
+            "cache-jitter",
+            &*config::CACHE_JITTER,
+            config::DEFAULT_CACHE_JITTER,
+        ),
+        (
+            "cache-beta",
+            &*config::CACHE_BETA,
+            config::DEFAULT_CACHE_BETA,
+        ),
+    ] {
+        register_string_configuration(ctx, name, var, default, ConfigurationFlags::DEFAULT, None);
+    }
+    register_string_configuration(
+        ctx,
+        "invalidating-actions",
+        &*config::INVALIDATING_ACTIONS,
+        config::DEFAULT_INVALIDATING_ACTIONS,
         ConfigurationFlags::DEFAULT,
         None,
     );
@@ -115,5 +149,9 @@ redis_module! {
         ["rec.model.list", cmd_model_list, "readonly", 0, 0, 0, ""],
         ["rec.model.del", cmd_model_del, "write", 0, 0, 0, ""],
         ["rec._restore_user", cmd_restore_user, "write deny-oom", 1, 1, 1, ""],
+        ["rec.invalidate", cmd_invalidate, "write getkeys-api", 1, 1, 1, ""],
+    ],
+    event_handlers: [
+        [@GENERIC @EXPIRED @EVICTED @LOADED: cache::on_key_event],
     ],
 }

@@ -186,6 +186,10 @@ unsafe extern "C" fn on_flush(
     if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_START {
         let _ = catch_unwind(|| {
             *engine() = Engine::default();
+            crate::cache::l1_clear();
+            crate::cache::STATS
+                .l2_keys
+                .store(0, std::sync::atomic::Ordering::Relaxed);
         });
     }
 }

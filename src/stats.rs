@@ -32,6 +32,7 @@ commands! {
     ModelList => "model_list",
     ModelDel => "model_del",
     RestoreUser => "restore_user",
+    Invalidate => "invalidate",
 }
 
 const N: usize = CMD_NAMES.len();

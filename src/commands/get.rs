@@ -1,12 +1,19 @@
 //! REC.GET, REC.GET_RO, REC.SIMILAR, REC.POPULAR
 
 use super::{err, map, now_ms, once, score_map, show, Args, CmdError, CmdResult, Reply};
+use crate::cache;
 use crate::commands::user::with_user;
 use crate::config;
+use crate::engine::cache::{
+    jittered_ttl_ms, shape_key, should_refresh_early, CachedList, Staleness,
+};
 use crate::engine::model::{valid_name, DEFAULT_MODEL};
 use crate::engine::ranking::RecRequest;
+use crate::keys::user_key;
 use crate::persist::engine;
 use redis_module::Context;
+use std::sync::Arc;
+use std::time::Instant;
 
 const GET_KEYWORDS: [&str; 9] = [
     "COUNT",
@@ -92,7 +99,7 @@ fn parse_get<'a>(a: &mut Args<'a>) -> Result<GetOptions<'a>, CmdError> {
     Ok(o)
 }
 
-fn recommend(ctx: &Context, a: &mut Args) -> CmdResult {
+fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
     a.need(1)?;
     let user = a.id("user")?;
     let o = parse_get(a)?;
@@ -124,42 +131,133 @@ fn recommend(ctx: &Context, a: &mut Args) -> CmdResult {
             .max_per_category
             .unwrap_or_else(|| config::get(&config::MAX_PER_CATEGORY)),
     };
-    let list = with_user(ctx, user, |u| e.recommend(u, &req, &s))?;
-    drop(e);
-    let _ = o.no_cache; // every list is computed in this release
+    let ttl_ms = config::get(&config::CACHE_TTL) as i64 * 1000;
+    let caching = ttl_ms > 0;
+    let ckey = user_key(&config::KEY_PREFIX.value(), user, b'c');
+    let shape = shape_key(
+        req.count,
+        model_name,
+        req.category,
+        req.exclude,
+        req.max_per_category,
+    );
+    let now = now_ms();
+
+    let mut served: Option<(Arc<CachedList>, &str)> = None;
+    if caching && !o.no_cache {
+        if let Some(l) = cache::l1_get(&ckey, &shape) {
+            if servable(&l, &e, now) {
+                served = Some((l, "l1"));
+            }
+        }
+        if served.is_none() {
+            if let Some(l) = cache::l2_get(ctx, &ctx.create_string(ckey.as_slice()), &shape) {
+                if servable(&l, &e, now) {
+                    let l = Arc::new(l);
+                    cache::l1_put(&ckey, &shape, l.clone());
+                    served = Some((l, "l2"));
+                }
+            }
+        }
+        // XFetch: a hit close to expiry is recomputed early, with rising probability.
+        if let Some((l, _)) = &served {
+            let beta = *config::CACHE_BETA.value();
+            let delta_ms = l.delta_us as f64 / 1000.0;
+            if !read_only
+                && should_refresh_early(now, l.expiry_ms, delta_ms, beta, 1.0 - cache::uniform())
+            {
+                cache::bump(&cache::STATS.early_refreshes);
+                served = None;
+            }
+        }
+    }
+    let (list, source) = match served {
+        Some((l, src)) => {
+            cache::bump(if src == "l1" {
+                &cache::STATS.l1_hits
+            } else {
+                &cache::STATS.l2_hits
+            });
+            (l, src)
+        }
+        None => {
+            if caching && !o.no_cache {
+                cache::bump(&cache::STATS.misses);
+            }
+            let t0 = Instant::now();
+            let computed = with_user(ctx, user, |u| e.recommend(u, &req, &s))?;
+            let delta_us = t0.elapsed().as_micros() as u64;
+            let jitter = *config::CACHE_JITTER.value();
+            let expiry = now + jittered_ttl_ms(ttl_ms, jitter, cache::uniform());
+            let l = Arc::new(CachedList::capture(
+                &e, &computed, model_name, now, expiry, delta_us,
+            ));
+            drop(e);
+            if caching {
+                if !read_only {
+                    cache::l2_put(ctx, &ckey, &shape, &l);
+                }
+                cache::l1_put(&ckey, &shape, l.clone());
+            }
+            (l, "computed")
+        }
+    };
     let items = list
         .items
-        .into_iter()
+        .iter()
         .map(|r| {
             if !o.with_scores && !o.with_reasons {
-                return Reply::Bulk(r.id);
+                return Reply::Bulk(r.id.to_vec());
             }
-            let mut f = vec![("id", Reply::Bulk(r.id))];
+            let mut f = vec![("id", Reply::Bulk(r.id.to_vec()))];
             if o.with_scores {
                 f.push(("score", Reply::Double(r.score)));
             }
             if o.with_reasons {
-                f.push(("reason", Reply::Bulk(r.reason.render())));
+                f.push(("reason", Reply::Bulk(r.reason.to_vec())));
             }
             map(f)
         })
         .collect();
-    let rec_id = format!("r1:{}:{}", now_ms(), list.model);
+    let rec_id = format!("r1:{now}:{}", list.model);
     Ok(map(vec![
         ("items", Reply::Array(items)),
-        ("cached", Reply::Int(0)),
-        ("source", Reply::str("computed")),
+        ("cached", Reply::Int(i64::from(source != "computed"))),
+        ("source", Reply::str(source)),
         ("model", Reply::str(&list.model)),
         ("rec_id", Reply::str(&rec_id)),
     ]))
 }
 
-pub fn get(ctx: &Context, a: &mut Args) -> CmdResult {
-    recommend(ctx, a)
+/// A cached list may be served if it has not expired and nothing it depends on changed.
+fn servable(l: &CachedList, e: &crate::engine::Engine, now: i64) -> bool {
+    if now >= l.expiry_ms {
+        return false;
+    }
+    match l.is_current(e) {
+        Staleness::Current => true,
+        Staleness::Item => {
+            cache::bump(&cache::STATS.stale_item);
+            false
+        }
+        Staleness::Model => {
+            cache::bump(&cache::STATS.stale_model);
+            false
+        }
+        Staleness::Epoch => {
+            cache::bump(&cache::STATS.stale_epoch);
+            false
+        }
+    }
 }
 
+pub fn get(ctx: &Context, a: &mut Args) -> CmdResult {
+    recommend(ctx, a, false)
+}
+
+/// The read-only variant: reads L1 and L2, never writes a key, so it runs on replicas.
 pub fn get_ro(ctx: &Context, a: &mut Args) -> CmdResult {
-    recommend(ctx, a)
+    recommend(ctx, a, true)
 }
 
 /// COUNT and WITHSCORES, shared by REC.SIMILAR and REC.POPULAR (which also takes CATEGORY).

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod get;
+pub mod invalidate;
 pub mod model;
 pub mod track;
 pub mod user;

@@ -1,10 +1,13 @@
 //! REC.TRACK <user> <item> <action> [VALUE <v>] [TS <unix-ms>] [REC <rec-id>]
 
 use super::{err, now_ms, once, show, unknown_option, Args, CmdError, CmdResult, Reply};
+use crate::cache;
 use crate::commands::user::{open_user_writable, UserSlot};
 use crate::config;
+use crate::engine::actions::ActionKind;
 use crate::engine::model::valid_name;
 use crate::engine::TrackInput;
+use crate::keys::user_key;
 use crate::persist::engine;
 use crate::stats;
 use redis_module::{Context, ContextFlags};
@@ -108,6 +111,20 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
     }
     drop(eng);
     stats::record_event(&action.name);
+
+    // Purchases and dislikes always invalidate (they change what may be shown); so do the
+    // actions in rec.invalidating-actions. Replicas run the same when they apply this command.
+    let invalidating = matches!(action.kind, ActionKind::Purchase | ActionKind::Dislike)
+        || config::INVALIDATING_ACTIONS
+            .value()
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(action.name.as_bytes()));
+    if invalidating {
+        let ckey = user_key(&config::KEY_PREFIX.value(), user, b'c');
+        if cache::drop_user(ctx, &ckey) > 0 {
+            cache::bump(&cache::STATS.inval_event);
+        }
+    }
 
     // Replicate the effect: always with the timestamp this node used.
     let ts_s = ts.to_string();

@@ -157,6 +157,8 @@ pub struct Item {
     /// Total positive event weight (the normalizer of co-occurrence).
     pub mass: f64,
     pub neighbors: Neighbors,
+    /// The engine stamp of the item's last catalog change (cached lists compare it).
+    pub stamp: u64,
 }
 
 impl Item {
@@ -172,6 +174,7 @@ impl Item {
             pop: 0.0,
             mass: 0.0,
             neighbors: Neighbors::default(),
+            stamp: 0,
         }
     }
 
@@ -441,6 +444,7 @@ impl Catalog {
                     w.f64(it.pop);
                     w.f64(it.mass);
                     it.neighbors.save(w);
+                    w.u64(it.stamp);
                 }
             }
         }
@@ -476,6 +480,7 @@ impl Catalog {
                     pop: r.f64()?,
                     mass: r.f64()?,
                     neighbors: Neighbors::load(r)?,
+                    stamp: r.u64()?,
                 };
                 if me.index.insert(item.id.clone(), i as u32).is_some() {
                     return Err(DecodeError("duplicate item id"));

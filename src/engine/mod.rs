@@ -2,6 +2,7 @@
 //! calls one method here and writes the reply.
 
 pub mod actions;
+pub mod cache;
 pub mod catalog;
 pub mod codec;
 pub mod cooccurrence;
@@ -98,6 +99,10 @@ pub struct Engine {
     pub models: Models,
     /// User states created by events since the state began.
     pub users_seen: u64,
+    /// Last stamp handed out; items and models record the stamp of their last change.
+    pub stamp: u64,
+    /// Bumped by REC.INVALIDATE ALL: every cached list from an older epoch is stale.
+    pub cache_epoch: u64,
 }
 
 /// Memory estimate per structure, in bytes.
@@ -127,6 +132,10 @@ impl Engine {
             .catalog
             .set(id, up, s.max_items)
             .ok_or(EngineError::CatalogFull(s.max_items))?;
+        let stamp = self.next_stamp();
+        if let Some(it) = self.catalog.get_mut(out.item) {
+            it.stamp = stamp;
+        }
         if let Some((pop, cat, avail)) = before {
             if avail {
                 self.pop.remove(out.item, pop, cat);
@@ -138,6 +147,28 @@ impl Engine {
             }
         }
         Ok(out.created)
+    }
+
+    fn next_stamp(&mut self) -> u64 {
+        self.stamp += 1;
+        self.stamp
+    }
+
+    /// REC.INVALIDATE ITEM: lists holding the item are never served again.
+    pub fn invalidate_item(&mut self, id: &[u8]) -> bool {
+        let Some(r) = self.catalog.lookup(id) else {
+            return false;
+        };
+        let stamp = self.next_stamp();
+        if let Some(it) = self.catalog.get_mut(r) {
+            it.stamp = stamp;
+        }
+        true
+    }
+
+    /// REC.INVALIDATE ALL: no list cached before now is served again.
+    pub fn invalidate_all(&mut self) {
+        self.cache_epoch += 1;
     }
 
     pub fn item_del(&mut self, id: &[u8]) -> bool {
@@ -171,6 +202,12 @@ impl Engine {
             .catalog
             .ensure(ev.item, s.max_items)
             .ok_or(EngineError::CatalogFull(s.max_items))?;
+        if created {
+            let stamp = self.next_stamp();
+            if let Some(it) = self.catalog.get_mut(iref) {
+                it.stamp = stamp;
+            }
+        }
 
         // Popularity (global and per category), decayed through the anchor.
         let hl = s.popularity_half_life_ms;
@@ -344,7 +381,8 @@ impl Engine {
     }
 
     pub fn model_set(&mut self, name: &str, up: ModelUpdate) -> bool {
-        self.models.set(name, up)
+        let stamp = self.next_stamp();
+        self.models.set(name, up, stamp)
     }
 
     pub fn model(&self, name: &str) -> Option<Model> {
@@ -368,6 +406,8 @@ impl Engine {
         self.pop.save(&mut w);
         self.models.save(&mut w);
         w.u64(self.users_seen);
+        w.u64(self.stamp);
+        w.u64(self.cache_epoch);
         w.buf
     }
 
@@ -380,12 +420,16 @@ impl Engine {
         let pop = PopIndex::load(&mut r)?;
         let models = Models::load(&mut r)?;
         let users_seen = r.u64()?;
+        let stamp = r.u64()?;
+        let cache_epoch = r.u64()?;
         r.finish()?;
         let mut e = Engine {
             catalog,
             pop,
             models,
             users_seen,
+            stamp,
+            cache_epoch,
         };
         e.rebuild_pop_index();
         Ok(e)

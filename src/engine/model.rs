@@ -47,6 +47,8 @@ pub struct ModelUpdate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Models {
     map: BTreeMap<String, Model>,
+    /// The engine stamp of each model's last change (built-ins start at 0).
+    stamps: BTreeMap<String, u64>,
 }
 
 impl Default for Models {
@@ -54,7 +56,10 @@ impl Default for Models {
         let mut map = BTreeMap::new();
         map.insert(DEFAULT_MODEL.to_string(), Model::DEFAULT);
         map.insert(POPULAR_MODEL.to_string(), Model::POPULAR);
-        Models { map }
+        Models {
+            map,
+            stamps: BTreeMap::new(),
+        }
     }
 }
 
@@ -92,9 +97,17 @@ impl Models {
         self.map.contains_key(name)
     }
 
+    /// The stamp of the model's last change, if it exists.
+    pub fn stamp(&self, name: &str) -> Option<u64> {
+        self.map
+            .contains_key(name)
+            .then(|| self.stamps.get(name).copied().unwrap_or(0))
+    }
+
     /// Applies an update; the caller validated the name, the values and the bound.
-    pub fn set(&mut self, name: &str, up: ModelUpdate) -> bool {
+    pub fn set(&mut self, name: &str, up: ModelUpdate, stamp: u64) -> bool {
         let created = !self.map.contains_key(name);
+        self.stamps.insert(name.to_string(), stamp);
         let m = self.map.entry(name.to_string()).or_insert(Model::DEFAULT);
         if let Some(v) = up.cooc {
             m.cooc = v;
@@ -112,6 +125,7 @@ impl Models {
     }
 
     pub fn remove(&mut self, name: &str) -> bool {
+        self.stamps.remove(name);
         self.map.remove(name).is_some()
     }
 
@@ -127,12 +141,14 @@ impl Models {
             w.f64(m.affinity);
             w.f64(m.popularity);
             w.f64(m.recency_s);
+            w.u64(self.stamps.get(k).copied().unwrap_or(0));
         }
     }
 
     pub fn load(r: &mut Reader) -> DResult<Self> {
-        let n = r.len(36)?;
+        let n = r.len(44)?;
         let mut map = BTreeMap::new();
+        let mut stamps = BTreeMap::new();
         for _ in 0..n {
             let name = r.string()?;
             if !valid_name(name.as_bytes()) {
@@ -144,12 +160,16 @@ impl Models {
                 popularity: r.f64()?,
                 recency_s: r.f64()?,
             };
+            let stamp = r.u64()?;
+            if stamp != 0 {
+                stamps.insert(name.clone(), stamp);
+            }
             map.insert(name, m);
         }
         if !map.contains_key(DEFAULT_MODEL) || !map.contains_key(POPULAR_MODEL) {
             return Err(DecodeError("built-in models missing"));
         }
-        Ok(Models { map })
+        Ok(Models { map, stamps })
     }
 }
 
@@ -166,10 +186,14 @@ mod tests {
             ModelUpdate {
                 cooc: Some(2.0),
                 ..Default::default()
-            }
+            },
+            7
         ));
         assert_eq!(m.get("fast").unwrap().affinity, Model::DEFAULT.affinity);
-        assert!(!m.set("fast", ModelUpdate::default()));
+        assert_eq!(m.stamp("fast"), Some(7));
+        assert_eq!(m.stamp("default"), Some(0));
+        assert_eq!(m.stamp("nope"), None);
+        assert!(!m.set("fast", ModelUpdate::default(), 8));
         assert!(!Model::POPULAR.is_personal());
         let mut w = Writer::new();
         m.save(&mut w);

@@ -93,12 +93,11 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
     let mut slot = open_user_writable(ctx, user)?;
     let mut eng = engine();
     match &mut slot {
-        UserSlot::Existing(key, state) => {
+        UserSlot::Existing(_, state) => {
             let before = state.mem_bytes();
             eng.track(state, &input, &settings)
                 .map_err(|e| CmdError(e.to_string()))?;
             stats::add_user_bytes(state.mem_bytes() as i64 - before as i64);
-            let _ = key;
         }
         UserSlot::Empty(key) => {
             let mut state = Default::default();
@@ -138,6 +137,19 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
         out.extend_from_slice(&[b"REC", r]);
     }
     ctx.replicate("REC.TRACK", &out[..]);
+
+    // rec.user-ttl: idle users expire. The primary picks the absolute time and replicates it.
+    let user_ttl_ms = config::get(&config::USER_TTL) as i64 * 1000;
+    if user_ttl_ms > 0 && !from_primary {
+        let key = match &slot {
+            UserSlot::Existing(k, _) | UserSlot::Empty(k) => k,
+        };
+        let at = now.saturating_add(user_ttl_ms);
+        key.set_expire(std::time::Duration::from_millis(user_ttl_ms as u64))?;
+        let name = crate::commands::user::user_key_name(ctx, user);
+        let at_s = at.to_string();
+        ctx.replicate("PEXPIREAT", &[name.as_slice(), at_s.as_bytes()][..]);
+    }
     Ok(Reply::Ok)
 }
 

@@ -49,6 +49,28 @@ pub static STATS: CacheStats = CacheStats {
     l2_keys: AtomicI64::new(0),
 };
 
+/// REC.METRICS RESET: zero the counters (not the gauges).
+pub fn reset_counters() {
+    let s = &STATS;
+    for c in [
+        &s.l1_hits,
+        &s.l2_hits,
+        &s.misses,
+        &s.early_refreshes,
+        &s.fills,
+        &s.inval_user,
+        &s.inval_event,
+        &s.inval_item,
+        &s.inval_all,
+        &s.stale_item,
+        &s.stale_model,
+        &s.stale_epoch,
+        &s.l1_dropped_by_keyspace,
+    ] {
+        c.store(0, Ordering::Relaxed);
+    }
+}
+
 pub fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }

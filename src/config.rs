@@ -26,10 +26,12 @@ pub static MAX_SCAN: AtomicI64 = AtomicI64::new(5000);
 pub static CACHE_TTL: AtomicI64 = AtomicI64::new(300);
 pub static L1_SIZE: AtomicI64 = AtomicI64::new(10_000);
 pub static USER_TTL: AtomicI64 = AtomicI64::new(0);
+pub static QUALITY_WINDOW: AtomicI64 = AtomicI64::new(3600);
+pub static METRICS_PORT: AtomicI64 = AtomicI64::new(0);
 
 /// (name, variable, default, min, max) of every integer parameter, registered in lib.rs.
 pub type IntParam = (&'static str, &'static AtomicI64, i64, i64, i64);
-pub const INT_PARAMS: [IntParam; 19] = [
+pub const INT_PARAMS: [IntParam; 21] = [
     ("history-size", &HISTORY_SIZE, 100, 1, 10_000),
     ("cooc-window", &COOC_WINDOW, 20, 1, 200),
     ("neighbors", &NEIGHBORS, 100, 1, 1000),
@@ -61,6 +63,8 @@ pub const INT_PARAMS: [IntParam; 19] = [
     ("cache-ttl", &CACHE_TTL, 300, 0, 2_592_000),
     ("l1-size", &L1_SIZE, 10_000, 0, 10_000_000),
     ("user-ttl", &USER_TTL, 0, 0, 315_360_000),
+    ("quality-window", &QUALITY_WINDOW, 3600, 60, 604_800),
+    ("metrics-port", &METRICS_PORT, 0, 0, 65_535),
 ];
 
 pub fn get(v: &AtomicI64) -> usize {
@@ -206,3 +210,19 @@ pub static CACHE_BETA: LazyLock<StringParam<f64>> =
     LazyLock::new(|| string_param(DEFAULT_CACHE_BETA, parse_beta, 1.0));
 pub static INVALIDATING_ACTIONS: LazyLock<StringParam<Vec<String>>> =
     LazyLock::new(|| string_param(DEFAULT_INVALIDATING_ACTIONS, parse_action_list, Vec::new()));
+
+fn parse_bind(s: &str) -> Result<std::net::IpAddr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "bad address — expected an IP address such as 127.0.0.1".into())
+}
+
+pub const DEFAULT_METRICS_BIND: &str = "127.0.0.1";
+
+pub static METRICS_BIND: LazyLock<StringParam<std::net::IpAddr>> = LazyLock::new(|| {
+    string_param(
+        DEFAULT_METRICS_BIND,
+        parse_bind,
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    )
+});

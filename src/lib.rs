@@ -9,12 +9,13 @@ pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod exporter;
 pub mod info;
 pub mod keys;
 pub mod persist;
 pub mod stats;
 
-use commands::{catalog, get, invalidate, model, run, track, user};
+use commands::{catalog, get, invalidate, metrics as metrics_cmd, model, run, track, user};
 use persist::USER_TYPE;
 use redis_module::configuration::{
     register_i64_configuration, register_string_configuration, ConfigurationFlags,
@@ -46,6 +47,7 @@ handler!(cmd_model_get, Cmd::ModelGet, model::model_get);
 handler!(cmd_model_list, Cmd::ModelList, model::model_list);
 handler!(cmd_model_del, Cmd::ModelDel, model::model_del);
 handler!(cmd_restore_user, Cmd::RestoreUser, user::restore_user);
+handler!(cmd_metrics, Cmd::Metrics, metrics_cmd::metrics);
 
 /// REC.INVALIDATE declares its key through the getkeys API: only the `<user>` form has one.
 fn cmd_invalidate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -95,6 +97,22 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     }
     register_string_configuration(
         ctx,
+        "metrics-bind",
+        &*config::METRICS_BIND,
+        config::DEFAULT_METRICS_BIND,
+        ConfigurationFlags::DEFAULT,
+        None,
+    );
+    redis_module::configuration::register_bool_configuration(
+        ctx,
+        "metrics-enabled",
+        &stats::METRICS_ENABLED,
+        true,
+        ConfigurationFlags::DEFAULT,
+        None,
+    );
+    register_string_configuration(
+        ctx,
         "invalidating-actions",
         &*config::INVALIDATING_ACTIONS,
         config::DEFAULT_INVALIDATING_ACTIONS,
@@ -119,6 +137,8 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
         }
     }
     raw::register_info_function(ctx.ctx, Some(info::info));
+    stats::mark_model_change(commands::now_ms());
+    exporter::start(ctx);
     if !persist::subscribe_flush(ctx) {
         ctx.log_warning("RedisRec: cannot subscribe to flush events");
         return Status::Err;
@@ -150,8 +170,12 @@ redis_module! {
         ["rec.model.del", cmd_model_del, "write", 0, 0, 0, ""],
         ["rec._restore_user", cmd_restore_user, "write deny-oom", 1, 1, 1, ""],
         ["rec.invalidate", cmd_invalidate, "write getkeys-api", 1, 1, 1, ""],
+        ["rec.metrics", cmd_metrics, "readonly", 0, 0, 0, ""],
     ],
     event_handlers: [
         [@GENERIC @EXPIRED @EVICTED @LOADED: cache::on_key_event],
     ],
 }
+pub mod histogram;
+pub mod metrics;
+pub mod quality;

@@ -1,7 +1,8 @@
 //! Node-local counters for INFO: calls, errors and time per command, events per action.
 //! Like Redis's own INFO stats they start at zero with the process and are not replicated.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use crate::histogram::{Histogram, Snapshot};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ commands! {
     ModelDel => "model_del",
     RestoreUser => "restore_user",
     Invalidate => "invalidate",
+    Metrics => "metrics",
 }
 
 const N: usize = CMD_NAMES.len();
@@ -42,6 +44,38 @@ const ZERO: AtomicU64 = AtomicU64::new(0);
 static CALLS: [AtomicU64; N] = [ZERO; N];
 static ERRORS: [AtomicU64; N] = [ZERO; N];
 static MICROS: [AtomicU64; N] = [ZERO; N];
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: Histogram = Histogram::new();
+static LATENCY: [Histogram; N] = [EMPTY; N];
+
+/// rec.metrics-enabled: when off, calls are not timed or counted.
+pub static METRICS_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// When the catalog or a model last changed on this node (Unix ms).
+pub static LAST_MODEL_CHANGE_MS: AtomicI64 = AtomicI64::new(0);
+
+pub fn enabled() -> bool {
+    METRICS_ENABLED.load(Ordering::Relaxed)
+}
+
+pub fn mark_model_change(now_ms: i64) {
+    LAST_MODEL_CHANGE_MS.store(now_ms, Ordering::Relaxed);
+}
+
+pub fn latency(cmd_index: usize) -> Option<Snapshot> {
+    LATENCY.get(cmd_index).map(Histogram::snapshot)
+}
+
+/// REC.METRICS RESET: zero every counter (gauges such as sizes are not counters).
+pub fn reset() {
+    for i in 0..N {
+        CALLS[i].store(0, Ordering::Relaxed);
+        ERRORS[i].store(0, Ordering::Relaxed);
+        MICROS[i].store(0, Ordering::Relaxed);
+        LATENCY[i].reset();
+    }
+    EVENTS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
 
 /// Bytes held by user-state keys (adjusted on every change, load and free).
 pub static USER_BYTES: AtomicI64 = AtomicI64::new(0);
@@ -57,6 +91,7 @@ pub fn record_call(cmd: Cmd, ok: bool, took: Duration) {
         ERRORS[i].fetch_add(1, Ordering::Relaxed);
     }
     MICROS[i].fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    LATENCY[i].record(took.as_nanos() as u64);
 }
 
 pub fn record_event(action: &str) {

@@ -91,6 +91,7 @@ pub fn item_set(ctx: &Context, a: &mut Args) -> CmdResult {
         .item_set(id, up, &config::settings())
         .map_err(|x| CmdError(x.to_string()))?;
     drop(e);
+    crate::stats::mark_model_change(now_ms());
     match (stamped, created_at) {
         (true, Some(ts)) => {
             let mut args: Vec<Vec<u8>> = a.all_after_name();
@@ -149,6 +150,7 @@ pub fn item_del(ctx: &Context, a: &mut Args) -> CmdResult {
     }
     let removed = engine().item_del(id);
     if removed {
+        crate::stats::mark_model_change(super::now_ms());
         ctx.replicate_verbatim();
     }
     Ok(Reply::Int(i64::from(removed)))

@@ -11,6 +11,8 @@ use crate::engine::model::{valid_name, DEFAULT_MODEL};
 use crate::engine::ranking::RecRequest;
 use crate::keys::user_key;
 use crate::persist::engine;
+use crate::quality;
+use crate::stats;
 use redis_module::Context;
 use std::sync::Arc;
 use std::time::Instant;
@@ -192,7 +194,6 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
             let l = Arc::new(CachedList::capture(
                 &e, &computed, model_name, now, expiry, delta_us,
             ));
-            drop(e);
             if caching {
                 if !read_only {
                     cache::l2_put(ctx, &ckey, &shape, &l);
@@ -202,6 +203,28 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
             (l, "computed")
         }
     };
+    if stats::enabled() {
+        let served: Vec<(&[u8], Option<&[u8]>)> = list
+            .items
+            .iter()
+            .map(|r| {
+                let cat = e
+                    .catalog
+                    .get_by_id(&r.id)
+                    .and_then(|it| it.category)
+                    .map(|c| e.catalog.category_name(c));
+                (&*r.id, cat)
+            })
+            .collect();
+        quality::quality().record_list(
+            &list.model,
+            &served,
+            now,
+            config::get(&config::QUALITY_WINDOW) as i64 * 1000,
+            config::get(&config::MAX_ITEMS),
+        );
+    }
+    drop(e);
     let items = list
         .items
         .iter()

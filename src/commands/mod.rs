@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod get;
 pub mod invalidate;
+pub mod metrics;
 pub mod model;
 pub mod track;
 pub mod user;
@@ -91,7 +92,8 @@ pub fn run(
     cmd: stats::Cmd,
     handler: fn(&Context, &mut Args) -> CmdResult,
 ) -> RedisResult {
-    let started = std::time::Instant::now();
+    let metrics = stats::enabled();
+    let started = metrics.then(std::time::Instant::now);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut a = Args::new(&args);
         handler(ctx, &mut a)
@@ -111,7 +113,9 @@ pub fn run(
             false
         }
     };
-    stats::record_call(cmd, ok, started.elapsed());
+    if let Some(t) = started {
+        stats::record_call(cmd, ok, t.elapsed());
+    }
     Ok(RedisValue::NoReply)
 }
 

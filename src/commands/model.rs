@@ -61,6 +61,7 @@ pub fn model_set(ctx: &Context, a: &mut Args) -> CmdResult {
     }
     let created = e.model_set(name, up);
     drop(e);
+    crate::stats::mark_model_change(super::now_ms());
     ctx.replicate_verbatim();
     Ok(Reply::Int(i64::from(created)))
 }
@@ -107,6 +108,7 @@ pub fn model_del(ctx: &Context, a: &mut Args) -> CmdResult {
     }
     let removed = engine().models.remove(name);
     if removed {
+        crate::stats::mark_model_change(super::now_ms());
         ctx.replicate_verbatim();
     }
     Ok(Reply::Int(i64::from(removed)))

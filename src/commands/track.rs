@@ -110,6 +110,15 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
     }
     drop(eng);
     stats::record_event(&action.name);
+    // REC <rec-id>: a click or conversion on a recommendation of that model.
+    if let (Some((_, model)), true) = (rec.and_then(parse_rec_id), stats::enabled()) {
+        let mut q = crate::quality::quality();
+        if action.name == "click" {
+            q.record_click(model);
+        } else if action.kind == ActionKind::Purchase {
+            q.record_conversion(model);
+        }
+    }
 
     // Purchases and dislikes always invalidate (they change what may be shown); so do the
     // actions in rec.invalidating-actions. Replicas run the same when they apply this command.

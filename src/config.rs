@@ -28,10 +28,13 @@ pub static L1_SIZE: AtomicI64 = AtomicI64::new(10_000);
 pub static USER_TTL: AtomicI64 = AtomicI64::new(0);
 pub static QUALITY_WINDOW: AtomicI64 = AtomicI64::new(3600);
 pub static METRICS_PORT: AtomicI64 = AtomicI64::new(0);
+pub static MAX_EXPERIMENTS: AtomicI64 = AtomicI64::new(100);
+pub static ATTRIBUTION_WINDOW: AtomicI64 = AtomicI64::new(1800);
+pub static SERVED_LISTS: AtomicI64 = AtomicI64::new(10);
 
 /// (name, variable, default, min, max) of every integer parameter, registered in lib.rs.
 pub type IntParam = (&'static str, &'static AtomicI64, i64, i64, i64);
-pub const INT_PARAMS: [IntParam; 21] = [
+pub const INT_PARAMS: [IntParam; 24] = [
     ("history-size", &HISTORY_SIZE, 100, 1, 10_000),
     ("cooc-window", &COOC_WINDOW, 20, 1, 200),
     ("neighbors", &NEIGHBORS, 100, 1, 1000),
@@ -65,6 +68,15 @@ pub const INT_PARAMS: [IntParam; 21] = [
     ("user-ttl", &USER_TTL, 0, 0, 315_360_000),
     ("quality-window", &QUALITY_WINDOW, 3600, 60, 604_800),
     ("metrics-port", &METRICS_PORT, 0, 0, 65_535),
+    ("max-experiments", &MAX_EXPERIMENTS, 100, 1, 1000),
+    (
+        "attribution-window",
+        &ATTRIBUTION_WINDOW,
+        1800,
+        0,
+        2_592_000,
+    ),
+    ("served-lists", &SERVED_LISTS, 10, 0, 1000),
 ];
 
 pub fn get(v: &AtomicI64) -> usize {

@@ -108,6 +108,22 @@ fn write(ctx: Ctx, s: &Snapshot) {
         float(ctx, &format!("model_{m}_diversity"), r.diversity);
         float(ctx, &format!("model_{m}_entropy"), r.entropy);
     }
+    section(ctx, "experiments");
+    int(ctx, "experiments", s.experiments.len() as i64);
+    int(
+        ctx,
+        "experiments_running",
+        s.experiments.iter().filter(|x| x.running).count() as i64,
+    );
+    for x in &s.experiments {
+        for (arm, users, imp, clicks, conv) in &x.arms {
+            let stem = format!("exp_{}_{}", field_name(&x.name), field_name(arm));
+            int(ctx, &format!("{stem}_users"), *users as i64);
+            int(ctx, &format!("{stem}_impressions"), *imp as i64);
+            int(ctx, &format!("{stem}_clicks"), *clicks as i64);
+            int(ctx, &format!("{stem}_conversions"), *conv as i64);
+        }
+    }
     section(ctx, "events");
     int(
         ctx,

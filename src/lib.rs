@@ -15,7 +15,9 @@ pub mod keys;
 pub mod persist;
 pub mod stats;
 
-use commands::{catalog, get, invalidate, metrics as metrics_cmd, model, run, track, user};
+use commands::{
+    catalog, experiment, get, invalidate, metrics as metrics_cmd, model, run, track, user,
+};
 use persist::USER_TYPE;
 use redis_module::configuration::{
     register_i64_configuration, register_string_configuration, ConfigurationFlags,
@@ -48,6 +50,15 @@ handler!(cmd_model_list, Cmd::ModelList, model::model_list);
 handler!(cmd_model_del, Cmd::ModelDel, model::model_del);
 handler!(cmd_restore_user, Cmd::RestoreUser, user::restore_user);
 handler!(cmd_metrics, Cmd::Metrics, metrics_cmd::metrics);
+handler!(cmd_exp_create, Cmd::ExperimentCreate, experiment::create);
+handler!(cmd_exp_get, Cmd::ExperimentGet, experiment::get);
+handler!(cmd_exp_list, Cmd::ExperimentList, experiment::list);
+handler!(cmd_exp_stop, Cmd::ExperimentStop, experiment::stop);
+handler!(cmd_exp_del, Cmd::ExperimentDel, experiment::del);
+handler!(cmd_exp_stats, Cmd::ExperimentStats, experiment::stats_cmd);
+handler!(cmd_assign, Cmd::Assign, experiment::assign);
+handler!(cmd_samplesize, Cmd::SampleSize, experiment::samplesize);
+handler!(cmd_expose, Cmd::Expose, experiment::expose);
 
 /// REC.INVALIDATE declares its key through the getkeys API: only the `<user>` form has one.
 fn cmd_invalidate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -171,6 +182,15 @@ redis_module! {
         ["rec._restore_user", cmd_restore_user, "write deny-oom", 1, 1, 1, ""],
         ["rec.invalidate", cmd_invalidate, "write getkeys-api", 1, 1, 1, ""],
         ["rec.metrics", cmd_metrics, "readonly", 0, 0, 0, ""],
+        ["rec.experiment.create", cmd_exp_create, "write deny-oom", 0, 0, 0, ""],
+        ["rec.experiment.get", cmd_exp_get, "readonly", 0, 0, 0, ""],
+        ["rec.experiment.list", cmd_exp_list, "readonly", 0, 0, 0, ""],
+        ["rec.experiment.stop", cmd_exp_stop, "write", 0, 0, 0, ""],
+        ["rec.experiment.del", cmd_exp_del, "write", 0, 0, 0, ""],
+        ["rec.experiment.stats", cmd_exp_stats, "readonly", 0, 0, 0, ""],
+        ["rec.assign", cmd_assign, "readonly", 2, 2, 1, ""],
+        ["rec.samplesize", cmd_samplesize, "readonly", 0, 0, 0, ""],
+        ["rec._expose", cmd_expose, "write deny-oom", 1, 1, 1, ""],
     ],
     event_handlers: [
         [@GENERIC @EXPIRED @EVICTED @LOADED: cache::on_key_event],

@@ -35,6 +35,14 @@ pub struct Snapshot {
     pub coverage: f64,
     pub staleness_s: f64,
     pub memory: Vec<(&'static str, i64)>,
+    pub experiments: Vec<ExperimentSnap>,
+}
+
+pub struct ExperimentSnap {
+    pub name: String,
+    pub running: bool,
+    /// (arm, users, impressions, clicks, conversions)
+    pub arms: Vec<(String, u64, u64, u64, u64)>,
 }
 
 fn load(a: &AtomicU64) -> u64 {
@@ -67,7 +75,29 @@ impl Snapshot {
         let m = e.mem_report();
         let user_bytes = stats::USER_BYTES.load(Ordering::Relaxed);
         let engine_bytes = (m.catalog + m.cooccurrence + m.popularity + m.models) as i64;
+        let experiments = e
+            .experiments
+            .iter()
+            .map(|x| ExperimentSnap {
+                name: x.name.clone(),
+                running: x.is_running(),
+                arms: x
+                    .arms
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.name.clone(),
+                            a.users,
+                            a.impressions,
+                            a.clicks,
+                            a.conversions,
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
         Snapshot {
+            experiments,
             commands,
             cache_counters: vec![
                 ("l1_hits", load(&c.l1_hits)),
@@ -117,6 +147,7 @@ impl Snapshot {
                 ("cooccurrence", m.cooccurrence as i64),
                 ("popularity", m.popularity as i64),
                 ("models", m.models as i64),
+                ("experiments", e.experiments.mem_bytes() as i64),
                 ("users", user_bytes),
                 ("l1_cache", l1_bytes as i64),
                 ("quality", quality_bytes as i64),
@@ -338,6 +369,43 @@ impl Snapshot {
         for (name, v) in &self.catalog {
             let metric = format!("rec_catalog_{name}");
             p.one(&metric, "gauge", "Catalog and user counts.", *v as f64);
+        }
+        p.one(
+            "rec_experiments",
+            "gauge",
+            "Experiments defined.",
+            self.experiments.len() as f64,
+        );
+        type ArmField = fn(&(String, u64, u64, u64, u64)) -> u64;
+        let per_arm: [(&str, &str, ArmField); 4] = [
+            (
+                "rec_experiment_users_total",
+                "Users exposed per arm.",
+                |a| a.1,
+            ),
+            (
+                "rec_experiment_impressions_total",
+                "Lists served per arm.",
+                |a| a.2,
+            ),
+            (
+                "rec_experiment_clicks_total",
+                "Clicks attributed per arm.",
+                |a| a.3,
+            ),
+            (
+                "rec_experiment_conversions_total",
+                "Conversions attributed per arm.",
+                |a| a.4,
+            ),
+        ];
+        for (name, help, f) in per_arm {
+            p.family(name, "counter", help);
+            for x in &self.experiments {
+                for a in &x.arms {
+                    p.sample(name, &[("experiment", &x.name), ("arm", &a.0)], f(a) as f64);
+                }
+            }
         }
         p.family(
             "rec_memory_bytes",

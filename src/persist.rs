@@ -164,6 +164,7 @@ unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, encver: c_int, when:
     match loaded {
         Ok(Ok(e)) => {
             *engine() = e;
+            crate::stats::mark_model_change(crate::commands::now_ms());
             raw::REDISMODULE_OK as c_int
         }
         Ok(Err(e)) => {

@@ -35,6 +35,15 @@ commands! {
     RestoreUser => "restore_user",
     Invalidate => "invalidate",
     Metrics => "metrics",
+    ExperimentCreate => "experiment_create",
+    ExperimentGet => "experiment_get",
+    ExperimentList => "experiment_list",
+    ExperimentStop => "experiment_stop",
+    ExperimentDel => "experiment_del",
+    ExperimentStats => "experiment_stats",
+    Assign => "assign",
+    SampleSize => "samplesize",
+    Expose => "expose",
 }
 
 const N: usize = CMD_NAMES.len();

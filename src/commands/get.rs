@@ -2,12 +2,13 @@
 
 use super::{err, map, now_ms, once, score_map, show, Args, CmdError, CmdResult, Reply};
 use crate::cache;
+use crate::commands::experiment::record_exposure;
 use crate::commands::user::with_user;
 use crate::config;
 use crate::engine::cache::{
     jittered_ttl_ms, shape_key, should_refresh_early, CachedList, Staleness,
 };
-use crate::engine::model::{valid_name, DEFAULT_MODEL};
+use crate::engine::model::{valid_name, DEFAULT_MODEL, POPULAR_MODEL};
 use crate::engine::ranking::RecRequest;
 use crate::keys::user_key;
 use crate::persist::engine;
@@ -106,15 +107,41 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
     let user = a.id("user")?;
     let o = parse_get(a)?;
     let e = engine();
-    if let Some(x) = o.experiment {
-        return err(format!(
-            "no such experiment '{}' — expected a name created with REC.EXPERIMENT.CREATE",
-            show(x)
-        ));
-    }
-    let model_name = match o.model {
-        Some(m) => std::str::from_utf8(m).ok().filter(|_| valid_name(m)),
-        None => Some(DEFAULT_MODEL),
+    // With EXPERIMENT, the arm serving this user chooses the model; users outside the
+    // coverage see the control's model and are not counted.
+    let mut exposure: Option<(String, usize, String, bool)> = None;
+    let arm_model: Option<String> = match o.experiment {
+        Some(x) => {
+            let exp = std::str::from_utf8(x)
+                .ok()
+                .and_then(|n| e.experiments.get(n))
+                .ok_or_else(|| {
+                    CmdError(format!(
+                        "no such experiment '{}' — expected a name created with REC.EXPERIMENT.CREATE",
+                        show(x)
+                    ))
+                })?;
+            let arm = with_user(ctx, user, |u| exp.arm_for(user, u, &mut rand::thread_rng()))?;
+            let chosen = arm.and_then(|i| exp.arms.get(i).map(|a| (i, a)));
+            if let Some((i, a)) = chosen {
+                exposure = Some((exp.name.clone(), i, a.name.clone(), exp.is_running()));
+            }
+            chosen
+                .map(|(_, a)| a)
+                .or_else(|| exp.arms.first())
+                .map(|a| a.model.clone())
+        }
+        None => None,
+    };
+    let model_name = match (&arm_model, o.model) {
+        // An arm whose model was deleted falls back to popularity rather than failing.
+        (Some(m), _) => Some(if e.model(m).is_some() {
+            m.as_str()
+        } else {
+            POPULAR_MODEL
+        }),
+        (None, Some(m)) => std::str::from_utf8(m).ok().filter(|_| valid_name(m)),
+        (None, None) => Some(DEFAULT_MODEL),
     };
     let Some((model_name, model)) = model_name.and_then(|n| Some((n, e.model(n)?))) else {
         return err(format!(
@@ -225,6 +252,18 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
         );
     }
     drop(e);
+    if let Some((exp, arm, arm_name, true)) = &exposure {
+        if !read_only {
+            let ids: Vec<&[u8]> = list.items.iter().map(|r| &*r.id).collect();
+            if record_exposure(ctx, user, exp, *arm, now, &ids)? {
+                let now_s = now.to_string();
+                let mut out: Vec<&[u8]> =
+                    vec![user, exp.as_bytes(), arm_name.as_bytes(), now_s.as_bytes()];
+                out.extend_from_slice(&ids);
+                ctx.replicate("REC._EXPOSE", &out[..]);
+            }
+        }
+    }
     let items = list
         .items
         .iter()
@@ -242,14 +281,19 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
             map(f)
         })
         .collect();
-    let rec_id = format!("r1:{now}:{}", list.model);
-    Ok(map(vec![
+    let mut rec_id = format!("r1:{now}:{}", list.model);
+    let mut fields = vec![
         ("items", Reply::Array(items)),
         ("cached", Reply::Int(i64::from(source != "computed"))),
         ("source", Reply::str(source)),
         ("model", Reply::str(&list.model)),
-        ("rec_id", Reply::str(&rec_id)),
-    ]))
+    ];
+    if let Some((exp, _, arm_name, _)) = &exposure {
+        fields.push(("arm", Reply::str(arm_name)));
+        rec_id = format!("{rec_id}:{exp}:{arm_name}");
+    }
+    fields.push(("rec_id", Reply::str(&rec_id)));
+    Ok(map(fields))
 }
 
 /// A cached list may be served if it has not expired and nothing it depends on changed.

@@ -1,6 +1,7 @@
 //! The Redis shell: argument parsing, replies and the panic guard shared by every command.
 
 pub mod catalog;
+pub mod experiment;
 pub mod get;
 pub mod invalidate;
 pub mod metrics;

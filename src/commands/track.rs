@@ -5,6 +5,8 @@ use crate::cache;
 use crate::commands::user::{open_user_writable, UserSlot};
 use crate::config;
 use crate::engine::actions::ActionKind;
+use crate::engine::experiment::ArmEvent;
+use crate::engine::exposure::RecRef;
 use crate::engine::model::valid_name;
 use crate::engine::TrackInput;
 use crate::keys::user_key;
@@ -17,16 +19,29 @@ const MAX_FUTURE_MS: i64 = 86_400_000;
 /// Largest accepted timestamp (year 9999).
 const MAX_TS: i64 = 253_402_300_799_999;
 
-/// A rec id as REC.GET hands it out: `r1:<unix-ms>:<model>`.
-pub fn parse_rec_id(v: &[u8]) -> Option<(i64, &str)> {
+/// A rec id as REC.GET hands it out: `r1:<unix-ms>:<model>[:<experiment>:<arm>]`.
+pub struct RecId<'a> {
+    pub ts: i64,
+    pub model: &'a str,
+    pub experiment: Option<(&'a str, &'a str)>,
+}
+
+pub fn parse_rec_id(v: &[u8]) -> Option<RecId<'_>> {
     let s = std::str::from_utf8(v).ok()?;
-    let mut parts = s.splitn(3, ':');
-    if parts.next()? != "r1" {
-        return None;
-    }
-    let ts: i64 = parts.next()?.parse().ok()?;
-    let model = parts.next()?;
-    (ts >= 0 && valid_name(model.as_bytes())).then_some((ts, model))
+    let parts: Vec<&str> = s.split(':').collect();
+    let (ts, model, experiment) = match parts.as_slice() {
+        ["r1", ts, model] => (ts, model, None),
+        ["r1", ts, model, exp, arm] => (ts, model, Some((*exp, *arm))),
+        _ => return None,
+    };
+    let ts: i64 = ts.parse().ok()?;
+    let names_ok = valid_name(model.as_bytes())
+        && experiment.is_none_or(|(e, a)| valid_name(e.as_bytes()) && valid_name(a.as_bytes()));
+    (ts >= 0 && names_ok).then_some(RecId {
+        ts,
+        model,
+        experiment,
+    })
 }
 
 pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
@@ -90,6 +105,16 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
         value,
         ts,
     };
+    // Clicks and purchases are attributed to the experiment arm that served the item.
+    let arm_event = if action.name == "click" {
+        Some(ArmEvent::Click)
+    } else if action.kind == ActionKind::Purchase {
+        Some(ArmEvent::Conversion)
+    } else {
+        None
+    };
+    let rec_id = rec.and_then(parse_rec_id);
+    let window_ms = config::get(&config::ATTRIBUTION_WINDOW) as i64 * 1000;
     let mut slot = open_user_writable(ctx, user)?;
     let mut eng = engine();
     match &mut slot {
@@ -98,6 +123,16 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
             eng.track(state, &input, &settings)
                 .map_err(|e| CmdError(e.to_string()))?;
             stats::add_user_bytes(state.mem_bytes() as i64 - before as i64);
+            if let Some(ev) = arm_event {
+                let r = rec_id.as_ref().and_then(|r| {
+                    r.experiment.map(|(experiment, arm)| RecRef {
+                        ts: r.ts,
+                        experiment,
+                        arm,
+                    })
+                });
+                eng.attribute(state, item, ev, ts, r, window_ms);
+            }
         }
         UserSlot::Empty(key) => {
             let mut state = Default::default();
@@ -111,7 +146,7 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
     drop(eng);
     stats::record_event(&action.name);
     // REC <rec-id>: a click or conversion on a recommendation of that model.
-    if let (Some((_, model)), true) = (rec.and_then(parse_rec_id), stats::enabled()) {
+    if let (Some(RecId { model, .. }), true) = (rec_id, stats::enabled()) {
         let mut q = crate::quality::quality();
         if action.name == "click" {
             q.record_click(model);
@@ -168,7 +203,11 @@ mod tests {
 
     #[test]
     fn rec_ids() {
-        assert_eq!(parse_rec_id(b"r1:123:default"), Some((123, "default")));
+        let r = parse_rec_id(b"r1:123:default").unwrap();
+        assert_eq!((r.ts, r.model, r.experiment), (123, "default", None));
+        let r = parse_rec_id(b"r1:5:m:exp:arm").unwrap();
+        assert_eq!(r.experiment, Some(("exp", "arm")));
+        assert!(parse_rec_id(b"r1:5:m:exp").is_none());
         assert!(parse_rec_id(b"r2:1:default").is_none());
         assert!(parse_rec_id(b"r1:x:default").is_none());
         assert!(parse_rec_id(b"r1:1:").is_none());

@@ -1,11 +1,16 @@
 //! The recommendation engine: plain Rust, no Redis types. The command layer parses arguments,
 //! calls one method here and writes the reply.
 
+pub mod abstats;
 pub mod actions;
+pub mod assign;
+pub mod bandit;
 pub mod cache;
 pub mod catalog;
 pub mod codec;
 pub mod cooccurrence;
+pub mod experiment;
+pub mod exposure;
 pub mod model;
 pub mod popularity;
 pub mod ranking;
@@ -103,6 +108,7 @@ pub struct Engine {
     pub stamp: u64,
     /// Bumped by REC.INVALIDATE ALL: every cached list from an older epoch is stale.
     pub cache_epoch: u64,
+    pub experiments: experiment::Experiments,
 }
 
 /// Memory estimate per structure, in bytes.
@@ -408,6 +414,7 @@ impl Engine {
         w.u64(self.users_seen);
         w.u64(self.stamp);
         w.u64(self.cache_epoch);
+        self.experiments.save(&mut w);
         w.buf
     }
 
@@ -422,6 +429,7 @@ impl Engine {
         let users_seen = r.u64()?;
         let stamp = r.u64()?;
         let cache_epoch = r.u64()?;
+        let experiments = experiment::Experiments::load(&mut r)?;
         r.finish()?;
         let mut e = Engine {
             catalog,
@@ -430,6 +438,7 @@ impl Engine {
             users_seen,
             stamp,
             cache_epoch,
+            experiments,
         };
         e.rebuild_pop_index();
         Ok(e)

@@ -388,7 +388,7 @@ mod tests {
             set_cat(&mut e, &format!("F{i}"), "c3");
         }
         let mut ts = 1_000_000;
-        for u in 0..30 {
+        for _ in 0..30 {
             let mut us = UserState::default();
             track(&mut e, &mut us, &t, "A", "purchase", ts);
             track(&mut e, &mut us, &t, "B", "purchase", ts + 1);

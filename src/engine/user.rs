@@ -40,7 +40,24 @@ pub struct UserState {
     pub features: Vec<Feature>,
     pub events: u64,
     pub last_seen: i64,
+    /// Experiment arms this user was exposed to: (experiment, arm index). Split assignments
+    /// are sticky through this record.
+    pub assignments: Vec<(Box<[u8]>, u8)>,
+    /// Lists served by experiment arms, newest last, for attribution.
+    pub served: VecDeque<ServedList>,
 }
+
+/// A list an experiment arm served to this user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServedList {
+    pub ts: i64,
+    pub experiment: Box<[u8]>,
+    pub arm: u8,
+    pub items: Vec<Box<[u8]>>,
+}
+
+/// Experiments remembered per user (oldest forgotten first).
+pub const MAX_ASSIGNMENTS: usize = 64;
 
 /// One event as the user sees it.
 pub struct UserEvent<'a> {
@@ -176,6 +193,43 @@ impl UserState {
         added
     }
 
+    pub fn assignment(&self, experiment: &[u8]) -> Option<u8> {
+        self.assignments
+            .iter()
+            .find(|(e, _)| &**e == experiment)
+            .map(|x| x.1)
+    }
+
+    /// Records an exposure; returns true when it is the user's first for this experiment.
+    pub fn expose(&mut self, list: ServedList, max_served: usize) -> bool {
+        let first = self.assignment(&list.experiment).is_none();
+        match self
+            .assignments
+            .iter_mut()
+            .find(|(e, _)| *e == list.experiment)
+        {
+            Some(a) => a.1 = list.arm,
+            None => {
+                self.assignments.push((list.experiment.clone(), list.arm));
+                if self.assignments.len() > MAX_ASSIGNMENTS {
+                    self.assignments.remove(0);
+                }
+            }
+        }
+        if max_served > 0 {
+            self.served.push_back(list);
+            while self.served.len() > max_served {
+                self.served.pop_front();
+            }
+        }
+        first
+    }
+
+    pub fn forget_experiment(&mut self, experiment: &[u8]) {
+        self.assignments.retain(|(e, _)| &**e != experiment);
+        self.served.retain(|s| &*s.experiment != experiment);
+    }
+
     /// How many of `keys` are not features yet.
     pub fn new_feature_count(&self, keys: &[&[u8]]) -> usize {
         let mut seen: Vec<&[u8]> = Vec::new();
@@ -209,6 +263,18 @@ impl UserState {
                 .features
                 .iter()
                 .map(|(k, v)| boxed(k) + boxed(v))
+                .sum::<usize>()
+            + self
+                .assignments
+                .iter()
+                .map(|(e, _)| boxed(e) + 8)
+                .sum::<usize>()
+            + self
+                .served
+                .iter()
+                .map(|s| {
+                    48 + boxed(&s.experiment) + s.items.iter().map(|i| boxed(i)).sum::<usize>()
+                })
                 .sum::<usize>()
     }
 
@@ -245,6 +311,21 @@ impl UserState {
         for (k, v) in &self.features {
             w.bytes(k);
             w.bytes(v);
+        }
+        w.len(self.assignments.len());
+        for (e, a) in &self.assignments {
+            w.bytes(e);
+            w.u8(*a);
+        }
+        w.len(self.served.len());
+        for s in &self.served {
+            w.i64(s.ts);
+            w.bytes(&s.experiment);
+            w.u8(s.arm);
+            w.len(s.items.len());
+            for i in &s.items {
+                w.bytes(i);
+            }
         }
         w.buf
     }
@@ -297,6 +378,28 @@ impl UserState {
         for _ in 0..nf {
             let k = r.boxed()?;
             u.features.push((k, r.boxed()?));
+        }
+        let na = r.len(5)?;
+        for _ in 0..na {
+            let e = r.boxed()?;
+            u.assignments.push((e, r.u8()?));
+        }
+        let ns = r.len(17)?;
+        for _ in 0..ns {
+            let ts = r.i64()?;
+            let experiment = r.boxed()?;
+            let arm = r.u8()?;
+            let ni = r.len(4)?;
+            let mut items = Vec::with_capacity(ni);
+            for _ in 0..ni {
+                items.push(r.boxed()?);
+            }
+            u.served.push_back(ServedList {
+                ts,
+                experiment,
+                arm,
+                items,
+            });
         }
         r.finish()?;
         Ok(u)
@@ -360,6 +463,15 @@ mod tests {
         u.record(&ev(b"a\x00", b"view", 5, Some(b"c")), LIM);
         u.record(&ev(b"b", b"dislike", 6, None), LIM);
         u.set_features(&[(b"k", b"v")]);
+        u.expose(
+            ServedList {
+                ts: 9,
+                experiment: b"e".as_slice().into(),
+                arm: 1,
+                items: vec![b"a".as_slice().into()],
+            },
+            4,
+        );
         let buf = u.encode();
         assert_eq!(UserState::decode(&buf).unwrap(), u);
         for cut in 0..buf.len() {

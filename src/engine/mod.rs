@@ -11,6 +11,7 @@ pub mod codec;
 pub mod cooccurrence;
 pub mod experiment;
 pub mod exposure;
+pub mod fasthash;
 pub mod model;
 pub mod popularity;
 pub mod ranking;
@@ -141,6 +142,10 @@ impl Engine {
         let stamp = self.next_stamp();
         if let Some(it) = self.catalog.get_mut(out.item) {
             it.stamp = stamp;
+            // A list computed while the item was unavailable may be missing it now.
+            if !out.created && !out.was_available && it.available {
+                self.cache_epoch += 1;
+            }
         }
         if let Some((pop, cat, avail)) = before {
             if avail {
@@ -271,13 +276,21 @@ impl Engine {
         s: &Settings,
     ) {
         let mut recent: Vec<(&[u8], f64)> = Vec::new();
+        let mut keys: Vec<u64> = Vec::with_capacity(s.cooc_window);
+        let own = user::item_key(item_id);
         for e in user.history.iter().rev() {
             if recent.len() >= s.cooc_window {
                 break;
             }
-            if &*e.item == item_id || recent.iter().any(|(id, _)| *id == &*e.item) {
+            if (e.key == own && &*e.item == item_id)
+                || keys
+                    .iter()
+                    .zip(&recent)
+                    .any(|(k, (id, _))| *k == e.key && *id == &*e.item)
+            {
                 continue;
             }
+            keys.push(e.key);
             recent.push((&e.item, f64::from(e.weight)));
         }
         let mut mine = match self.catalog.get_mut(iref) {
@@ -292,14 +305,12 @@ impl Engine {
                 continue;
             };
             let pw = ((weight * wj).sqrt() / (1.0 + k as f64)) as f32;
-            let cat = &self.catalog;
-            mine.add(jref, pw, s.neighbors, |r| cat.is_live(r));
+            mine.add(jref, pw, s.neighbors);
             let mut theirs = match self.catalog.get_mut(jref) {
                 Some(j) => std::mem::take(&mut j.neighbors),
                 None => continue,
             };
-            let cat = &self.catalog;
-            theirs.add(iref, pw, s.neighbors, |r| cat.is_live(r));
+            theirs.add(iref, pw, s.neighbors);
             if let Some(j) = self.catalog.get_mut(jref) {
                 j.neighbors = theirs;
             }

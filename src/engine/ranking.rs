@@ -2,15 +2,19 @@
 //! scored by a model's blend, filtered, diversified and explained.
 
 use super::actions::Action;
-use super::catalog::ItemRef;
+use super::catalog::{Item, ItemRef};
 use super::cooccurrence::similarity;
+use super::fasthash::{SlotMap, SlotSet};
 use super::model::{Model, POPULAR_MODEL};
 use super::user::UserState;
 use super::{Engine, Settings};
-use std::collections::{HashMap, HashSet};
 
 /// How many of the user's strongest categories feed candidates.
 const TOP_CATEGORIES: usize = 3;
+/// Seeds (the user's strongest recent items) that feed candidates.
+const MAX_SEEDS: usize = 10;
+/// Neighbours taken from each seed (its strongest).
+const NEIGHBORS_PER_SEED: usize = 30;
 
 /// One recommendation request, validated by the caller.
 #[derive(Debug, Clone)]
@@ -72,6 +76,7 @@ pub struct RecList {
 
 struct Seed<'a> {
     item: &'a [u8],
+    key: u64,
     weight: f64,
     /// The action of the event that contributed most, for the reason.
     action: u8,
@@ -99,7 +104,7 @@ impl Engine {
             },
             None => None,
         };
-        let mut excluded: HashSet<u32> = HashSet::new();
+        let mut excluded = SlotSet::default();
         let mut exclude_id = |id: &[u8]| {
             if let Some(r) = self.catalog.lookup(id) {
                 excluded.insert(r.idx);
@@ -113,36 +118,35 @@ impl Engine {
                 exclude_id(id);
             }
         }
-        let eligible = |r: ItemRef| -> bool {
-            match self.catalog.get(r) {
-                Some(it) => {
-                    it.available
-                        && !excluded.contains(&r.idx)
-                        && (cat_filter.is_none() || it.category == cat_filter)
-                }
-                None => false,
-            }
+        // The item behind a reference, if it may be recommended at all.
+        let eligible_item = |r: ItemRef| -> Option<&Item> {
+            let it = self.catalog.get(r)?;
+            (it.available
+                && !excluded.contains(&r.idx)
+                && (cat_filter.is_none() || it.category == cat_filter))
+                .then_some(it)
         };
+        let eligible = |r: ItemRef| eligible_item(r).is_some();
 
         let m = req.model;
-        let seeds = match user {
+        let mut seeds = match user {
             Some(u) if m.cooc > 0.0 => collect_seeds(u, m, s.cooc_window),
             _ => Vec::new(),
         };
+        // The strongest seeds and, for each, its strongest neighbours bound the work per request.
+        seeds.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+        seeds.truncate(MAX_SEEDS);
 
         // Candidates from co-occurrence.
-        let mut cands: HashMap<u32, Candidate> = HashMap::new();
+        let mut cands: SlotMap<Candidate> = SlotMap::default();
         for (si, seed) in seeds.iter().enumerate() {
             let Some(item) = self.catalog.get_by_id(seed.item) else {
                 continue;
             };
-            for n in &item.neighbors.list {
-                let Some(j) = self.catalog.get(n.item) else {
+            for n in item.neighbors.strongest(NEIGHBORS_PER_SEED) {
+                let Some(j) = eligible_item(n.item) else {
                     continue;
                 };
-                if !eligible(n.item) {
-                    continue;
-                }
                 let contrib = seed.weight * similarity(n.weight, item.mass, j.mass);
                 let c = cands.entry(n.item.idx).or_default();
                 c.r = Some(n.item);
@@ -155,7 +159,7 @@ impl Engine {
         }
 
         // Category affinities (positive only), and candidates from the strongest categories.
-        let mut affinity: HashMap<u32, f64> = HashMap::new();
+        let mut affinity: SlotMap<f64> = SlotMap::default();
         if let Some(u) = user {
             if m.affinity > 0.0 {
                 for (name, a) in u.top_categories() {
@@ -179,7 +183,7 @@ impl Engine {
         }
         self.pool_from(cat_filter, req.count, &mut budget, &eligible, &mut cands);
 
-        // Score.
+        // Score. Reasons are built only for the items that make the list.
         let max_cooc = cands.values().map(|c| c.cooc).fold(0.0, f64::max);
         let max_aff = affinity.values().copied().fold(0.0, f64::max);
         let max_pop = self
@@ -188,8 +192,7 @@ impl Engine {
             .next()
             .and_then(|r| self.catalog.get(r))
             .map_or(0.0, |it| it.pop);
-        let score_of = |r: ItemRef, cooc: f64, best_seed: usize| -> Option<(f64, f64, Reason)> {
-            let it = self.catalog.get(r)?;
+        let score_of = |it: &Item, cooc: f64| -> (f64, bool) {
             let cooc_n = if max_cooc > 0.0 { cooc / max_cooc } else { 0.0 };
             let aff = it
                 .category
@@ -199,46 +202,65 @@ impl Engine {
             let aff_n = if max_aff > 0.0 { aff / max_aff } else { 0.0 };
             let pop_n = if max_pop > 0.0 { it.pop / max_pop } else { 0.0 };
             let score = m.cooc * cooc_n + m.affinity * aff_n + m.popularity * pop_n;
-            let reason = match seeds.get(best_seed) {
-                Some(seed) if m.cooc > 0.0 && cooc > 0.0 => Reason::Because {
-                    action: user
-                        .map_or(&b""[..], |u| u.action_name(seed.action))
-                        .to_vec(),
-                    item: seed.item.to_vec(),
-                },
-                _ if m.affinity > 0.0 && aff_n > 0.0 => Reason::PopularIn(
-                    it.category
-                        .map_or(&b""[..], |c| self.catalog.category_name(c))
-                        .to_vec(),
-                ),
-                _ => Reason::Trending,
-            };
-            Some((score, it.pop, reason))
+            (score, m.affinity > 0.0 && aff_n > 0.0)
         };
-        let mut scored: Vec<(f64, f64, &[u8], ItemRef, Reason)> = Vec::with_capacity(cands.len());
+        let reason_of = |it: &Item, cooc: f64, best_seed: usize, by_affinity: bool| match seeds
+            .get(best_seed)
+        {
+            Some(seed) if m.cooc > 0.0 && cooc > 0.0 => Reason::Because {
+                action: user
+                    .map_or(&b""[..], |u| u.action_name(seed.action))
+                    .to_vec(),
+                item: seed.item.to_vec(),
+            },
+            _ if by_affinity => Reason::PopularIn(
+                it.category
+                    .map_or(&b""[..], |c| self.catalog.category_name(c))
+                    .to_vec(),
+            ),
+            _ => Reason::Trending,
+        };
+        struct Scored<'e> {
+            score: f64,
+            item: &'e Item,
+            r: ItemRef,
+            cooc: f64,
+            best_seed: usize,
+            by_affinity: bool,
+        }
+        let mut scored: Vec<Scored> = Vec::with_capacity(cands.len());
         for c in cands.values() {
             let Some(r) = c.r else { continue };
-            if let (Some((score, pop, reason)), Some(it)) =
-                (score_of(r, c.cooc, c.best_seed), self.catalog.get(r))
-            {
-                scored.push((score, pop, &it.id, r, reason));
-            }
+            let Some(it) = self.catalog.get(r) else {
+                continue;
+            };
+            let (score, by_affinity) = score_of(it, c.cooc);
+            scored.push(Scored {
+                score,
+                item: it,
+                r,
+                cooc: c.cooc,
+                best_seed: c.best_seed,
+                by_affinity,
+            });
         }
-        scored.sort_by(|a, b| {
-            b.0.total_cmp(&a.0)
-                .then_with(|| b.1.total_cmp(&a.1))
-                .then_with(|| a.2.cmp(b.2))
-        });
+        let order = |a: &Scored, b: &Scored| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| b.item.pop.total_cmp(&a.item.pop))
+                .then_with(|| a.item.id.cmp(&b.item.id))
+        };
+        scored.sort_unstable_by(order);
 
         // Diversify: at most max_per_category items of one category.
-        let mut per_cat: HashMap<u32, usize> = HashMap::new();
-        let mut chosen: HashSet<u32> = HashSet::new();
+        let mut per_cat: SlotMap<usize> = SlotMap::default();
+        let mut chosen = SlotSet::default();
         let mut out: Vec<Recommendation> = Vec::with_capacity(req.count);
-        let mut admit = |r: ItemRef, per_cat: &mut HashMap<u32, usize>| -> bool {
+        let mut admit = |r: ItemRef, it: &Item, per_cat: &mut SlotMap<usize>| -> bool {
             if chosen.contains(&r.idx) {
                 return false;
             }
-            if let Some(c) = self.catalog.get(r).and_then(|it| it.category) {
+            if let Some(c) = it.category {
                 if req.max_per_category > 0 {
                     let n = per_cat.entry(c).or_insert(0);
                     if *n >= req.max_per_category {
@@ -250,15 +272,15 @@ impl Engine {
             chosen.insert(r.idx);
             true
         };
-        for (score, _, id, r, reason) in scored {
+        for x in &scored {
             if out.len() >= req.count {
                 break;
             }
-            if admit(r, &mut per_cat) {
+            if admit(x.r, x.item, &mut per_cat) {
                 out.push(Recommendation {
-                    id: id.to_vec(),
-                    score,
-                    reason,
+                    id: x.item.id.to_vec(),
+                    score: x.score,
+                    reason: reason_of(x.item, x.cooc, x.best_seed, x.by_affinity),
                 });
             }
         }
@@ -269,18 +291,18 @@ impl Engine {
                     break;
                 }
                 budget -= 1;
-                if !eligible(r) || !admit(r, &mut per_cat) {
+                let Some(it) = eligible_item(r) else {
+                    continue;
+                };
+                if !admit(r, it, &mut per_cat) {
                     continue;
                 }
-                if let (Some((score, _, reason)), Some(it)) =
-                    (score_of(r, 0.0, usize::MAX), self.catalog.get(r))
-                {
-                    out.push(Recommendation {
-                        id: it.id.to_vec(),
-                        score,
-                        reason,
-                    });
-                }
+                let (score, by_affinity) = score_of(it, 0.0);
+                out.push(Recommendation {
+                    id: it.id.to_vec(),
+                    score,
+                    reason: reason_of(it, 0.0, usize::MAX, by_affinity),
+                });
             }
         }
         let personal = out.iter().any(|x| x.reason != Reason::Trending);
@@ -302,7 +324,7 @@ impl Engine {
         n: usize,
         budget: &mut usize,
         eligible: &dyn Fn(ItemRef) -> bool,
-        cands: &mut HashMap<u32, Candidate>,
+        cands: &mut SlotMap<Candidate>,
     ) {
         let mut taken = 0;
         for r in self.pop.iter(category) {
@@ -326,7 +348,10 @@ fn collect_seeds(u: &UserState, m: Model, window: usize) -> Vec<Seed<'_>> {
     for e in u.history.iter().rev() {
         let age = (u.last_seen - e.ts).max(0) as f64;
         let contrib = f64::from(e.weight) * 0.5f64.powf(age / hl_ms);
-        match seeds.iter_mut().find(|x| x.item == &*e.item) {
+        match seeds
+            .iter_mut()
+            .find(|x| x.key == e.key && x.item == &*e.item)
+        {
             Some(sd) => {
                 sd.weight += contrib;
                 if contrib > sd.best {
@@ -340,6 +365,7 @@ fn collect_seeds(u: &UserState, m: Model, window: usize) -> Vec<Seed<'_>> {
                 }
                 seeds.push(Seed {
                     item: &e.item,
+                    key: e.key,
                     weight: contrib,
                     action: e.action,
                     best: contrib,

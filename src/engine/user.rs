@@ -9,10 +9,22 @@ const ENCODING_VERSION: u8 = 1;
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEvent {
     pub item: Box<[u8]>,
+    /// A hash of `item` (not persisted): distinct-item scans compare it before the bytes.
+    pub key: u64,
     /// Index into [`UserState::actions`].
     pub action: u8,
     pub ts: i64,
     pub weight: f32,
+}
+
+/// FNV-1a of an item id: a cheap pre-check before comparing ids byte for byte.
+pub fn item_key(id: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in id {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// Bounds applied while recording an event.
@@ -101,6 +113,7 @@ impl UserState {
         self.last_seen = self.last_seen.max(ev.ts);
         self.history.push_back(HistoryEvent {
             item: ev.item.into(),
+            key: item_key(ev.item),
             action: action as u8,
             ts: ev.ts,
             weight: ev.weight as f32,
@@ -166,16 +179,16 @@ impl UserState {
 
     /// The last `n` distinct items, newest first.
     pub fn recent_items(&self, n: usize) -> Vec<&[u8]> {
-        let mut out: Vec<&[u8]> = Vec::new();
+        let mut out: Vec<(u64, &[u8])> = Vec::new();
         for e in self.history.iter().rev() {
             if out.len() >= n {
                 break;
             }
-            if !out.contains(&&*e.item) {
-                out.push(&e.item);
+            if !out.iter().any(|(k, id)| *k == e.key && *id == &*e.item) {
+                out.push((e.key, &e.item));
             }
         }
-        out
+        out.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Sets custom features; returns how many were new. The caller checks the bound.
@@ -356,6 +369,7 @@ impl UserState {
                 return Err(DecodeError("history names an unknown action"));
             }
             u.history.push_back(HistoryEvent {
+                key: item_key(&item),
                 item,
                 action,
                 ts: r.i64()?,

@@ -2,6 +2,7 @@
 //! `<prefix>{<user>}:c`, one field per request shape, expiring with a jittered TTL that
 //! replicates as PEXPIREAT). What may be served is decided by `engine::cache`.
 
+use crate::commands::binary_string;
 use crate::config;
 use crate::engine::cache::CachedList;
 use lru::LruCache;
@@ -213,7 +214,7 @@ pub fn l2_get(ctx: &Context, key: &RedisString, shape: &str) -> Option<CachedLis
 /// Writes a list into L2 and sets the key's absolute expiry; both replicate as written
 /// (HSET, PEXPIREAT with the time this node chose). Best effort: under OOM nothing is cached.
 pub fn l2_put(ctx: &Context, key: &[u8], shape: &str, list: &CachedList) -> bool {
-    let existed = ctx.open_key(&ctx.create_string(key)).key_type() != redis_module::KeyType::Empty;
+    let existed = ctx.open_key(&binary_string(ctx, key)).key_type() != redis_module::KeyType::Empty;
     let opts = CallOptionsBuilder::new()
         .replicate()
         .verify_oom()
@@ -236,7 +237,7 @@ pub fn l2_put(ctx: &Context, key: &[u8], shape: &str, list: &CachedList) -> bool
 /// Deletes a user's L2 key and L1 lists locally (callers replicate the command that did it);
 /// returns how many cached lists were dropped.
 pub fn drop_user(ctx: &Context, key: &[u8]) -> usize {
-    let name = ctx.create_string(key);
+    let name = binary_string(ctx, key);
     let k = ctx.open_key_writable(&name);
     let mut fields = 0;
     if k.key_type() == redis_module::KeyType::Hash {
@@ -258,10 +259,26 @@ pub fn is_cache_key(key: &[u8]) -> bool {
         return false;
     }
     let rest = &key[prefix.len()..];
-    if rest.starts_with(b"{") {
-        return rest.ends_with(b"}:c") || rest.windows(4).any(|w| w == b"}:c:");
+    // `{<tag>}:c`, or `{<tag>}:c:<user>` where the user's hash tag is <tag> (keys.rs).
+    if let Some(inner) = rest.strip_prefix(b"{") {
+        let Some(close) = inner.iter().position(|&b| b == b'}') else {
+            return false;
+        };
+        let (tag, after) = (&inner[..close], &inner[close + 1..]);
+        if after == b":c" {
+            return true;
+        }
+        return match after.strip_prefix(b":c:") {
+            Some(user) => crate::keys::hash_tag(user) == tag && user != tag,
+            None => false,
+        };
     }
-    rest.starts_with(b"h:") && rest.windows(3).any(|w| w == b":c:")
+    // `h:<hex>:c:<2-3 solved bytes>`.
+    let Some(hex) = rest.strip_prefix(b"h:") else {
+        return false;
+    };
+    let digits = hex.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    matches!(hex[digits..].strip_prefix(b":c:"), Some(n) if n.len() == 3)
 }
 
 /// Keyspace events: a DEL, expiry or eviction of an L2 key drops the matching L1 lists.
@@ -304,4 +321,27 @@ pub fn uniform() -> f64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
     (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::user_key;
+
+    #[test]
+    fn cache_keys_are_recognised_by_their_layout() {
+        for id in [
+            &b"alice"[..],
+            b"a{b}c",
+            b"a}b",
+            b"{}x",
+            b"a{b}:c",
+            b"z{t}:c:x",
+            b"c",
+        ] {
+            assert!(is_cache_key(&user_key(b"rec:", id, b'c')), "{id:?}");
+            assert!(!is_cache_key(&user_key(b"rec:", id, b'u')), "{id:?}");
+        }
+        assert!(!is_cache_key(b"other:{x}:c"));
+    }
 }

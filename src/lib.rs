@@ -72,6 +72,13 @@ fn cmd_invalidate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    // A short read of a truncated RDB must fail the load cleanly, not abort the server.
+    // Safety: called from OnLoad with a valid context.
+    unsafe {
+        if let Some(set) = raw::RedisModule_SetModuleOptions {
+            set(ctx.ctx, raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS as i32);
+        }
+    }
     for (name, var, default, min, max) in config::INT_PARAMS {
         register_i64_configuration(
             ctx,

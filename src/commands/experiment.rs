@@ -408,6 +408,7 @@ pub fn record_exposure(
 
 /// REC._EXPOSE <user> <exp> <arm> <ts> [item ...]
 pub fn expose(ctx: &Context, a: &mut Args) -> CmdResult {
+    super::internal_only(ctx, "REC._EXPOSE")?;
     a.need(4)?;
     let user = a.id("user")?;
     let name = name_arg(a, "experiment")?;

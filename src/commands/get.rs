@@ -173,6 +173,7 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
     let now = now_ms();
 
     let mut served: Option<(Arc<CachedList>, &str)> = None;
+    let mut refreshing = false;
     if caching && !o.no_cache {
         if let Some(l) = cache::l1_get(&ckey, &shape) {
             if servable(&l, &e, now) {
@@ -180,7 +181,7 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
             }
         }
         if served.is_none() {
-            if let Some(l) = cache::l2_get(ctx, &ctx.create_string(ckey.as_slice()), &shape) {
+            if let Some(l) = cache::l2_get(ctx, &super::binary_string(ctx, &ckey), &shape) {
                 if servable(&l, &e, now) {
                     let l = Arc::new(l);
                     cache::l1_put(&ckey, &shape, l.clone());
@@ -196,6 +197,7 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
                 && should_refresh_early(now, l.expiry_ms, delta_ms, beta, 1.0 - cache::uniform())
             {
                 cache::bump(&cache::STATS.early_refreshes);
+                refreshing = true;
                 served = None;
             }
         }
@@ -210,7 +212,7 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
             (l, src)
         }
         None => {
-            if caching && !o.no_cache {
+            if caching && !o.no_cache && !refreshing {
                 cache::bump(&cache::STATS.misses);
             }
             let t0 = Instant::now();
@@ -221,6 +223,8 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
             let l = Arc::new(CachedList::capture(
                 &e, &computed, model_name, now, expiry, delta_us,
             ));
+            // REC.GET_RO never writes a key; it may keep the list in this node's own L1
+            // (process memory that replicated invalidations and stamps keep honest).
             if caching {
                 if !read_only {
                     cache::l2_put(ctx, &ckey, &shape, &l);

@@ -310,6 +310,29 @@ pub fn unknown_option(v: &str, expected: &str) -> CmdError {
     ))
 }
 
+/// A binary-safe RedisString (the crate's `create_string` goes through a C string and cannot
+/// hold NUL bytes, which ids may contain).
+pub fn binary_string(ctx: &Context, bytes: &[u8]) -> RedisString {
+    RedisString::create_from_slice(ctx.ctx, bytes)
+}
+
+/// Whether the command comes from the primary's replication stream or an AOF being loaded.
+pub fn from_primary(ctx: &Context) -> bool {
+    ctx.get_flags()
+        .intersects(redis_module::ContextFlags::REPLICATED | redis_module::ContextFlags::LOADING)
+}
+
+/// Internal commands (AOF rewrite and replication effects) are refused from clients.
+pub fn internal_only(ctx: &Context, name: &str) -> Result<(), CmdError> {
+    if from_primary(ctx) {
+        Ok(())
+    } else {
+        err(format!(
+            "{name} is internal — expected only in an AOF or a replication stream"
+        ))
+    }
+}
+
 /// Current Unix time in milliseconds, as Redis sees it.
 pub fn now_ms() -> i64 {
     // Safety: RedisModule_Milliseconds takes no arguments and is always set after OnLoad.

@@ -12,7 +12,7 @@ use crate::engine::TrackInput;
 use crate::keys::user_key;
 use crate::persist::engine;
 use crate::stats;
-use redis_module::{Context, ContextFlags};
+use redis_module::Context;
 
 /// Latest accepted event time, relative to the clock: one day ahead.
 const MAX_FUTURE_MS: i64 = 86_400_000;
@@ -63,7 +63,7 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
         match kw.as_str() {
             "VALUE" => {
                 once(&value, "VALUE")?;
-                value = Some(a.float("VALUE", -1e6, 1e6)?);
+                value = Some(a.float("VALUE", 0.0, 1e6)?);
             }
             "TS" => {
                 once(&ts, "TS")?;
@@ -84,9 +84,7 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
         }
     }
     let now = now_ms();
-    let from_primary = ctx
-        .get_flags()
-        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING);
+    let from_primary = super::from_primary(ctx);
     let ts = match ts {
         Some(t) if !from_primary && t > now.saturating_add(MAX_FUTURE_MS) => {
             return err(format!(

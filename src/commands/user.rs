@@ -13,7 +13,7 @@ use redis_module::{Context, RedisError};
 /// The user's state key name.
 pub fn user_key_name(ctx: &Context, user: &[u8]) -> redis_module::RedisString {
     let prefix = config::KEY_PREFIX.value();
-    ctx.create_string(user_key(&prefix, user, b'u'))
+    super::binary_string(ctx, &user_key(&prefix, user, b'u'))
 }
 
 fn wrong_type(e: RedisError) -> CmdError {
@@ -177,11 +177,12 @@ pub fn user_del(ctx: &Context, a: &mut Args) -> CmdResult {
 
 /// REC._RESTORE_USER <key> <payload>: recreates a user key from an AOF rewrite.
 pub fn restore_user(ctx: &Context, a: &mut Args) -> CmdResult {
+    super::internal_only(ctx, "REC._RESTORE_USER")?;
     only(a, 2)?;
     let key_name = a.arg()?;
     let payload = a.arg()?;
     let state = UserState::decode(payload).map_err(|e| CmdError(e.to_string()))?;
-    let key = ctx.open_key_writable(&ctx.create_string(key_name));
+    let key = ctx.open_key_writable(&super::binary_string(ctx, key_name));
     if !key.is_empty() && key.get_value::<UserState>(&USER_TYPE).is_err() {
         return err("target key holds a value of another type — expected a RecUserSt key");
     }

@@ -92,13 +92,18 @@ pub fn normalized_entropy(counts: impl Iterator<Item = u64>, k: usize) -> f64 {
 }
 
 impl Quality {
-    fn model_mut(&mut self, model: &str) -> &mut ModelQuality {
+    /// The model's record, created on first use (allocating only then).
+    fn model_mut(&mut self, model: &str) -> Option<&mut ModelQuality> {
         let name = if self.models.contains_key(model) || self.models.len() < MAX_MODELS {
             model
         } else {
             "other"
         };
-        self.models.entry(name.to_string()).or_default()
+        if !self.models.contains_key(name) {
+            self.models
+                .insert(name.to_string(), ModelQuality::default());
+        }
+        self.models.get_mut(name)
     }
 
     /// One served list: its items' ids and categories.
@@ -113,7 +118,9 @@ impl Quality {
         let slot_ms = (window_ms / SLOTS as i64).max(1);
         let cats: Vec<Option<&[u8]>> = items.iter().map(|(_, c)| *c).collect();
         let diversity = intra_list_diversity(&cats);
-        let m = self.model_mut(model);
+        let Some(m) = self.model_mut(model) else {
+            return;
+        };
         m.impressions += items.len() as u64;
         if m.slots.is_empty() {
             m.slots = vec![Slot::default(); SLOTS];
@@ -153,11 +160,15 @@ impl Quality {
     }
 
     pub fn record_click(&mut self, model: &str) {
-        self.model_mut(model).clicks += 1;
+        if let Some(m) = self.model_mut(model) {
+            m.clicks += 1;
+        }
     }
 
     pub fn record_conversion(&mut self, model: &str) {
-        self.model_mut(model).conversions += 1;
+        if let Some(m) = self.model_mut(model) {
+            m.conversions += 1;
+        }
     }
 
     /// Distinct items recommended within the window.

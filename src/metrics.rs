@@ -3,12 +3,13 @@
 
 use crate::cache;
 use crate::config;
-use crate::engine::Engine;
+use crate::engine::{Engine, MemReport};
 use crate::histogram;
 use crate::quality::{self, ModelReport};
 use crate::stats;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 pub struct CommandSnap {
     pub name: &'static str,
@@ -45,6 +46,28 @@ pub struct ExperimentSnap {
     pub arms: Vec<(String, u64, u64, u64, u64)>,
 }
 
+/// The engine's memory estimate walks the catalog, so INFO, REC.METRICS and the once-a-second
+/// exporter share one estimate refreshed at most every few seconds.
+fn mem_report(e: &Engine, now_ms: i64) -> MemReport {
+    const MAX_AGE_MS: i64 = 5_000;
+    static CACHED: Mutex<Option<(i64, usize, u64, MemReport)>> = Mutex::new(None);
+    let mut c = CACHED.lock().unwrap_or_else(|x| x.into_inner());
+    // Refreshed also whenever the catalog or models changed (size, or the change stamp).
+    let (len, stamp) = (e.catalog.len(), e.stamp);
+    match *c {
+        Some((at, l, s, m))
+            if l == len && s == stamp && (0..MAX_AGE_MS).contains(&(now_ms - at)) =>
+        {
+            m
+        }
+        _ => {
+            let m = e.mem_report();
+            *c = Some((now_ms, len, stamp, m));
+            m
+        }
+    }
+}
+
 fn load(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
@@ -72,7 +95,7 @@ impl Snapshot {
         let quality_bytes = q.mem_bytes();
         drop(q);
         let available = e.catalog.available_count();
-        let m = e.mem_report();
+        let m = mem_report(e, now_ms);
         let user_bytes = stats::USER_BYTES.load(Ordering::Relaxed);
         let engine_bytes = (m.catalog + m.cooccurrence + m.popularity + m.models) as i64;
         let experiments = e

@@ -24,12 +24,19 @@ deps:
 	command -v redis-server    >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v redis-benchmark >/dev/null 2>&1 || missing="$$missing redis-tools"; \
 	dpkg -s libclang-dev       >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing="$$missing prometheus"; \
+	command -v prometheus-redis-exporter >/dev/null 2>&1 || missing="$$missing prometheus-redis-exporter"; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
 		$(SUDO) apt-get update; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 		case "$$missing" in *redis-server*) \
 			$(SUDO) service redis-server stop >/dev/null 2>&1 || true ;; \
+		esac; \
+		case "$$missing" in *prometheus*) \
+			for s in prometheus prometheus-redis-exporter prometheus-node-exporter; do \
+				$(SUDO) service $$s stop >/dev/null 2>&1 || true; \
+			done ;; \
 		esac; \
 	fi
 

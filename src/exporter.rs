@@ -67,8 +67,15 @@ fn serve(listener: TcpListener, generation: u64) {
                 let _ = stream.set_nonblocking(false);
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                 let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-                let mut buf = [0u8; 2048];
-                let n = stream.read(&mut buf).unwrap_or(0);
+                // Read the request head, which may arrive in several segments.
+                let mut buf = [0u8; 4096];
+                let mut n = 0;
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf[n..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
                 let req = &buf[..n];
                 let path_ok =
                     req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?");

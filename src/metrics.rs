@@ -90,14 +90,18 @@ impl Snapshot {
         let (l1_entries, l1_bytes, l1_users) = cache::l1_size();
         let window_ms = config::get(&config::QUALITY_WINDOW) as i64 * 1000;
         let q = quality::quality();
-        let covered_items = q.covered(now_ms, window_ms);
+        let covered_items = q.covered(now_ms, window_ms, |id| {
+            e.catalog.get_by_id(id).is_some_and(|it| it.available)
+        });
         let models = q.reports(now_ms, window_ms, e.catalog.categories.len());
         let quality_bytes = q.mem_bytes();
         drop(q);
         let available = e.catalog.available_count();
         let m = mem_report(e, now_ms);
         let user_bytes = stats::USER_BYTES.load(Ordering::Relaxed);
-        let engine_bytes = (m.catalog + m.cooccurrence + m.popularity + m.models) as i64;
+        let engine_bytes =
+            (m.catalog + m.cooccurrence + m.popularity + m.models + e.experiments.mem_bytes())
+                as i64;
         let experiments = e
             .experiments
             .iter()

@@ -88,7 +88,13 @@ pub fn normalized_entropy(counts: impl Iterator<Item = u64>, k: usize) -> f64 {
             -p * p.ln()
         })
         .sum();
-    (h / (k as f64).ln()).clamp(0.0, 1.0)
+    let e = h / (k as f64).ln();
+    // One category gives -0.0 here; report a plain 0.
+    if e > 0.0 {
+        e.min(1.0)
+    } else {
+        0.0
+    }
 }
 
 impl Quality {
@@ -172,9 +178,13 @@ impl Quality {
     }
 
     /// Distinct items recommended within the window.
-    pub fn covered(&self, now_ms: i64, window_ms: i64) -> usize {
+    /// Distinct items recommended within the window that `available` still accepts.
+    pub fn covered(&self, now_ms: i64, window_ms: i64, available: impl Fn(&[u8]) -> bool) -> usize {
         let cutoff = now_ms - window_ms;
-        self.recommended.values().filter(|&&t| t >= cutoff).count()
+        self.recommended
+            .iter()
+            .filter(|(id, &t)| t >= cutoff && available(id))
+            .count()
     }
 
     pub fn reports(
@@ -286,9 +296,9 @@ mod tests {
         assert_eq!(r.ctr, 0.5);
         assert_eq!(r.diversity, 1.0);
         assert!((r.entropy - 1.0).abs() < 1e-12);
-        assert_eq!(q.covered(1_000, 60_000), 2);
+        assert_eq!(q.covered(1_000, 60_000, |_| true), 2);
         // Past the window the list no longer counts for coverage or diversity.
-        assert_eq!(q.covered(200_000, 60_000), 0);
+        assert_eq!(q.covered(200_000, 60_000, |_| true), 0);
         assert_eq!(q.reports(200_000, 60_000, 2)[0].1.lists, 0);
         q.reset();
         assert!(q.reports(0, 60_000, 2).is_empty());

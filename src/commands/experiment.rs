@@ -9,6 +9,7 @@ use crate::engine::assign::HashVersion;
 use crate::engine::experiment::{ArmSpec, Experiment, ExperimentSpec, Metric, Policy, State};
 use crate::engine::model::valid_name;
 use crate::engine::user::UserState;
+use crate::engine::Engine;
 use crate::persist::{account_new, engine, USER_TYPE};
 use crate::stats;
 use redis_module::Context;
@@ -126,10 +127,14 @@ pub fn create(ctx: &Context, a: &mut Args) -> CmdResult {
                     .iter()
                     .zip(&new.arms)
                     .all(|(x, y)| x.name == y.name && x.model == y.model);
-            if !same_arms || old.policy != new.policy {
+            if !same_arms
+                || old.policy != new.policy
+                || old.seed != new.seed
+                || old.hash_version != new.hash_version
+            {
                 return err(format!(
-                    "experiment '{name}' exists with other arms or policy — expected the same \
-                     arms and models to change weights, or REC.EXPERIMENT.DEL first"
+                    "experiment '{name}' exists with other arms, policy, seed or hash version — \
+                     expected the same to change weights and coverage, or REC.EXPERIMENT.DEL first"
                 ));
             }
             old.set_weights(&new.weights())
@@ -141,8 +146,7 @@ pub fn create(ctx: &Context, a: &mut Args) -> CmdResult {
         }
         None => {
             let max = config::get(&config::MAX_EXPERIMENTS);
-            e.experiments
-                .insert(new, max)
+            e.add_experiment(new, max)
                 .map_err(|x| CmdError(x.to_string()))?;
             true
         }
@@ -382,16 +386,17 @@ pub fn record_exposure(
     arm: usize,
     ts: i64,
     items: &[&[u8]],
-) -> Result<bool, CmdError> {
+) -> Result<Option<i64>, CmdError> {
     let max_served = config::get(&config::SERVED_LISTS);
     let mut slot = open_user_writable(ctx, user)?;
     let mut e = engine();
     let counted = match &mut slot {
         UserSlot::Existing(_, state) => {
             let before = state.mem_bytes();
+            let ts = Engine::exposure_ts(state, ts);
             let c = e.expose(state, experiment, arm, ts, items, max_served);
             stats::add_user_bytes(state.mem_bytes() as i64 - before as i64);
-            c
+            c.then_some(ts)
         }
         UserSlot::Empty(key) => {
             let mut state = UserState::default();
@@ -400,7 +405,7 @@ pub fn record_exposure(
                 account_new(&state);
                 key.set_value(&USER_TYPE, state)?;
             }
-            c
+            c.then_some(ts)
         }
     };
     Ok(counted)

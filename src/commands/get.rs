@@ -256,13 +256,16 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
         );
     }
     drop(e);
+    let mut served_at = now;
     if let Some((exp, arm, arm_name, true)) = &exposure {
         if !read_only {
             let ids: Vec<&[u8]> = list.items.iter().map(|r| &*r.id).collect();
-            if record_exposure(ctx, user, exp, *arm, now, &ids)? {
-                let now_s = now.to_string();
+            // The exposure time is unique per user, so the rec id names exactly one list.
+            if let Some(ts) = record_exposure(ctx, user, exp, *arm, now, &ids)? {
+                served_at = ts;
+                let ts_s = ts.to_string();
                 let mut out: Vec<&[u8]> =
-                    vec![user, exp.as_bytes(), arm_name.as_bytes(), now_s.as_bytes()];
+                    vec![user, exp.as_bytes(), arm_name.as_bytes(), ts_s.as_bytes()];
                 out.extend_from_slice(&ids);
                 ctx.replicate("REC._EXPOSE", &out[..]);
             }
@@ -285,7 +288,7 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
             map(f)
         })
         .collect();
-    let mut rec_id = format!("r1:{now}:{}", list.model);
+    let mut rec_id = format!("r1:{served_at}:{}", list.model);
     let mut fields = vec![
         ("items", Reply::Array(items)),
         ("cached", Reply::Int(i64::from(source != "computed"))),

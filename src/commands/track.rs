@@ -121,7 +121,9 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
             eng.track(state, &input, &settings)
                 .map_err(|e| CmdError(e.to_string()))?;
             stats::add_user_bytes(state.mem_bytes() as i64 - before as i64);
-            if let Some(ev) = arm_event {
+            // A rec id from a list no experiment served attributes to no arm.
+            let plain_rec = rec_id.as_ref().is_some_and(|r| r.experiment.is_none());
+            if let (Some(ev), false) = (arm_event, plain_rec) {
                 let r = rec_id.as_ref().and_then(|r| {
                     r.experiment.map(|(experiment, arm)| RecRef {
                         ts: r.ts,

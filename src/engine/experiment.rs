@@ -243,6 +243,9 @@ pub struct Experiment {
     pub mde: f64,
     pub arms: Vec<Arm>,
     pub state: State,
+    /// Which incarnation of the name this is (an engine stamp set when it is added), so a user's
+    /// record of a deleted experiment never applies to a new one of the same name.
+    pub uid: u64,
 }
 
 fn name_string(b: &[u8], err: ExperimentError) -> Result<String, ExperimentError> {
@@ -287,6 +290,7 @@ impl Experiment {
             mde: spec.mde,
             arms,
             state: State::Running,
+            uid: 0,
         };
         e.validate()?;
         Ok(e)
@@ -573,6 +577,12 @@ impl Experiment {
                 w.len(i);
             }
         }
+        w.u64(self.uid);
+    }
+
+    /// How a user's state names this experiment: `<name>#<uid>`.
+    pub fn key(&self) -> Vec<u8> {
+        format!("{}#{}", self.name, self.uid).into_bytes()
     }
 
     pub fn load(r: &mut Reader) -> DResult<Self> {
@@ -631,6 +641,7 @@ impl Experiment {
             },
             _ => return Err(DecodeError("bad experiment state")),
         };
+        let uid = r.u64()?;
         let e = Experiment {
             name,
             policy,
@@ -641,6 +652,7 @@ impl Experiment {
             mde,
             arms,
             state,
+            uid,
         };
         e.validate()
             .map_err(|_| DecodeError("invalid experiment"))?;

@@ -32,7 +32,7 @@ impl Experiment {
         rng: &mut R,
     ) -> Option<usize> {
         if self.is_running() && self.policy == Policy::Split {
-            if let Some(a) = user.and_then(|u| u.assignment(self.name.as_bytes())) {
+            if let Some(a) = user.and_then(|u| u.assignment(&self.key())) {
                 if (a as usize) < self.arms.len() {
                     return Some(a as usize);
                 }
@@ -43,9 +43,30 @@ impl Experiment {
 }
 
 impl Engine {
-    /// Records that `arm` of `experiment` served `items` to the user at `ts`: one impression
-    /// (and a user, on first exposure), the sticky assignment and the list for attribution.
-    /// Nothing is counted for a stopped experiment.
+    /// Adds an experiment, stamping its incarnation.
+    pub fn add_experiment(
+        &mut self,
+        mut e: Experiment,
+        max: usize,
+    ) -> Result<(), super::experiment::ExperimentError> {
+        self.stamp += 1;
+        e.uid = self.stamp;
+        self.experiments.insert(e, max)
+    }
+
+    /// The time an exposure at `ts` is recorded with: later than the user's previous served
+    /// list, so every rec id names exactly one list.
+    pub fn exposure_ts(user: &UserState, ts: i64) -> i64 {
+        match user.served.back() {
+            Some(last) if last.ts >= ts => last.ts.saturating_add(1),
+            _ => ts,
+        }
+    }
+
+    /// Records that `arm` of `experiment` served `items` to the user at `ts` (already made
+    /// unique with [`Engine::exposure_ts`]): one impression (and a user, on first exposure), the
+    /// sticky assignment and the list for attribution. Nothing is counted for a stopped
+    /// experiment.
     pub fn expose(
         &mut self,
         user: &mut UserState,
@@ -61,10 +82,15 @@ impl Engine {
         if !e.is_running() || arm >= e.arms.len() {
             return false;
         }
+        let key = e.key();
+        // A record of an earlier experiment of the same name is forgotten.
+        let stale = format!("{experiment}#");
+        user.assignments
+            .retain(|(k, _)| !(k.starts_with(stale.as_bytes()) && **k != *key));
         let first = user.expose(
             ServedList {
                 ts,
-                experiment: experiment.as_bytes().into(),
+                experiment: key.into(),
                 arm: arm as u8,
                 items: items.iter().map(|i| (*i).into()).collect(),
             },
@@ -86,31 +112,38 @@ impl Engine {
         window_ms: i64,
     ) -> Option<Attribution> {
         let position_in = |l: &ServedList| l.items.iter().position(|i| &**i == item);
-        let (exp, arm, position) = match rec {
-            Some(r) => {
-                let e = self.experiments.get(r.experiment)?;
-                let arm = e.arm_index(r.arm.as_bytes())?;
-                let list = user.served.iter().rev().find(|l| {
-                    l.ts == r.ts
-                        && &*l.experiment == r.experiment.as_bytes()
-                        && l.arm as usize == arm
-                });
-                match list {
-                    // The list is known: it must have shown the item.
-                    Some(l) => (r.experiment.to_string(), arm, Some(position_in(l)?)),
-                    // Older than what the user keeps: the rec id still names the arm.
-                    None => (r.experiment.to_string(), arm, None),
+        let (exp, arm, position) =
+            match rec {
+                Some(r) => {
+                    let e = self.experiments.get(r.experiment)?;
+                    let arm = e.arm_index(r.arm.as_bytes())?;
+                    let key = e.key();
+                    let list =
+                        user.served.iter().rev().find(|l| {
+                            l.ts == r.ts && *l.experiment == *key && l.arm as usize == arm
+                        });
+                    match list {
+                        // The list is known: it must have shown the item.
+                        Some(l) => (r.experiment.to_string(), arm, Some(position_in(l)?)),
+                        // Older than what the user keeps: credited only if this arm served the user.
+                        None if user.assignment(&key) == Some(arm as u8) => {
+                            (r.experiment.to_string(), arm, None)
+                        }
+                        None => return None,
+                    }
                 }
-            }
-            None => {
-                let l =
-                    user.served.iter().rev().find(|l| {
+                None => {
+                    let l = user.served.iter().rev().find(|l| {
                         l.ts <= ts && ts - l.ts <= window_ms && position_in(l).is_some()
                     })?;
-                let exp = std::str::from_utf8(&l.experiment).ok()?.to_string();
-                (exp, l.arm as usize, position_in(l))
-            }
-        };
+                    let (name, uid) = std::str::from_utf8(&l.experiment).ok()?.rsplit_once('#')?;
+                    let e = self.experiments.get(name)?;
+                    if e.uid.to_string() != uid {
+                        return None;
+                    }
+                    (name.to_string(), l.arm as usize, position_in(l))
+                }
+            };
         let e = self.experiments.get_mut(&exp)?;
         e.record_at(arm, ev, position).then_some(Attribution {
             experiment: exp,
@@ -148,7 +181,7 @@ mod tests {
 
     fn engine() -> Engine {
         let mut e = Engine::default();
-        e.experiments.insert(spec(Policy::Split), 10).unwrap();
+        e.add_experiment(spec(Policy::Split), 10).unwrap();
         e
     }
 
@@ -211,6 +244,35 @@ mod tests {
         assert_eq!((x.arms[1].clicks, x.arms[1].conversions), (1, 1));
         assert_eq!(x.arms[1].positions, vec![[0, 1], [1, 0]]);
         assert_eq!(x.arms[0].clicks, 0);
+    }
+
+    #[test]
+    fn forged_or_stale_rec_ids_count_for_none() {
+        let mut e = engine();
+        let mut u = UserState::default();
+        e.expose(&mut u, "exp", 0, 1_000, &[b"a"], 5);
+        let forged = RecRef {
+            ts: 5,
+            experiment: "exp",
+            arm: "treat",
+        };
+        assert!(e
+            .attribute(&u, b"a", ArmEvent::Click, 2_000, Some(forged), 60_000)
+            .is_none());
+        // Deleted and re-created: the old assignment and lists no longer apply.
+        let old = e.experiments.remove("exp").unwrap();
+        e.add_experiment(old, 10).unwrap();
+        assert!(e
+            .attribute(&u, b"a", ArmEvent::Click, 2_000, None, 60_000)
+            .is_none());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let x = e.experiments.get("exp").unwrap();
+        assert_eq!(
+            x.arm_for(b"u", Some(&u), &mut rng),
+            x.arm_for(b"u", None, &mut rng)
+        );
+        assert_eq!(Engine::exposure_ts(&u, 1_000), 1_001);
+        assert_eq!(Engine::exposure_ts(&u, 5_000), 5_000);
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub struct ServedList {
 }
 
 /// Experiments remembered per user (oldest forgotten first).
-pub const MAX_ASSIGNMENTS: usize = 64;
+pub const MAX_ASSIGNMENTS: usize = 1000;
 
 /// One event as the user sees it.
 pub struct UserEvent<'a> {

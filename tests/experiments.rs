@@ -1050,7 +1050,7 @@ const STATS_KEYS: [&str; 9] = [
     "required_per_arm",
     "arms",
 ];
-const ARM_KEYS: [&str; 17] = [
+const ARM_KEYS: [&str; 18] = [
     "arm",
     "model",
     "weight",
@@ -1068,6 +1068,7 @@ const ARM_KEYS: [&str; 17] = [
     "lift_ci",
     "z_pvalue",
     "sequential_pvalue",
+    "positions",
 ];
 
 /// Reference values for one control-vs-treatment table, from scipy (see the test below).
@@ -1427,6 +1428,31 @@ fn attribution_lands_on_the_serving_arm_and_stop_freezes_counts() {
     let want_t = want_c;
     assert_eq!(counts(&mut con, "at", "control"), want_c);
     assert_eq!(counts(&mut con, "at", "treat"), want_t);
+    // ... and at the positions that served them: control clicked 1 and bought 0, treat clicked
+    // 2 and bought 0.
+    let positions = |con: &mut Connection, arm: &str| -> Vec<(i64, i64)> {
+        let st = call(con, &["REC.EXPERIMENT.STATS", "at"]);
+        let arms = field(&st, "arms");
+        let Value::Array(arms) = arms else {
+            panic!("arms: {arms:?}")
+        };
+        let a = arms
+            .iter()
+            .find(|a| field(a, "arm") == Value::BulkString(arm.as_bytes().to_vec()))
+            .unwrap_or_else(|| panic!("no arm {arm}"));
+        match field(a, "positions") {
+            Value::Array(ps) => ps
+                .iter()
+                .map(|p| match p {
+                    Value::Array(v) if v.len() == 2 => (as_i64(&v[0]), as_i64(&v[1])),
+                    other => panic!("position {other:?}"),
+                })
+                .collect(),
+            other => panic!("positions {other:?}"),
+        }
+    };
+    assert_eq!(positions(&mut con, "control"), vec![(0, 1), (1, 0)]);
+    assert_eq!(positions(&mut con, "treat"), vec![(0, 1), (0, 0), (1, 0)]);
 
     // Nothing of this counts:
     let ts = rec_ts(&t0.rec_id);

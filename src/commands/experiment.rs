@@ -279,7 +279,8 @@ pub fn stats_cmd(_ctx: &Context, a: &mut Args) -> CmdResult {
     let arms = s
         .arms
         .iter()
-        .map(|arm| {
+        .zip(&x.arms)
+        .map(|(arm, raw)| {
             let st = &arm.stats;
             let (lift, lift_ci) = match &st.lift {
                 Some(l) => (
@@ -312,6 +313,17 @@ pub fn stats_cmd(_ctx: &Context, a: &mut Args) -> CmdResult {
                 ("lift_ci", lift_ci),
                 ("z_pvalue", opt(st.z_pvalue)),
                 ("sequential_pvalue", opt(st.sequential_pvalue)),
+                (
+                    "positions",
+                    Reply::Array(
+                        raw.positions
+                            .iter()
+                            .map(|p| {
+                                Reply::Array(vec![Reply::Int(p[0] as i64), Reply::Int(p[1] as i64)])
+                            })
+                            .collect(),
+                    ),
+                ),
             ])
         })
         .collect();

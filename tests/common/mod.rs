@@ -34,9 +34,12 @@ pub fn module_path() -> PathBuf {
     if let Ok(p) = std::env::var("REDISREC_MODULE") {
         return PathBuf::from(p);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let release = root.join("target/release/libredisrec.so");
-    let debug = root.join("target/debug/libredisrec.so");
+    // The target directory cargo built into (CARGO_TARGET_DIR, else ./target).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let release = target.join("release/libredisrec.so");
+    let debug = target.join("debug/libredisrec.so");
     let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
     match (mtime(&release), mtime(&debug)) {
         (Some(r), Some(d)) if r > d => release,

@@ -55,23 +55,7 @@ pub fn quality() -> MutexGuard<'static, Quality> {
     QUALITY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Share of item pairs whose categories differ (items without a category differ from all).
-pub fn intra_list_diversity(cats: &[Option<&[u8]>]) -> f64 {
-    let n = cats.len();
-    if n < 2 {
-        return 0.0;
-    }
-    let mut differ = 0usize;
-    for i in 0..n {
-        for j in i + 1..n {
-            match (cats[i], cats[j]) {
-                (Some(a), Some(b)) if a == b => {}
-                _ => differ += 1,
-            }
-        }
-    }
-    differ as f64 / (n * (n - 1) / 2) as f64
-}
+pub use crate::engine::cache::intra_list_diversity;
 
 /// Shannon entropy of the counts divided by ln(k), k = the number of categories that could
 /// have been recommended (the catalog's); 0 when k < 2.
@@ -112,22 +96,25 @@ impl Quality {
         self.models.get_mut(name)
     }
 
-    /// One served list: its items' ids and categories.
-    pub fn record_list(
+    /// One served list: its items' categories and its (precomputed) diversity. `covered` are
+    /// the item ids to count for catalog coverage: a freshly computed list's; a list served
+    /// again from cache within its TTL holds items its computation already counted.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_list<'a>(
         &mut self,
         model: &str,
-        items: &[(&[u8], Option<&[u8]>)],
+        cats: impl Iterator<Item = Option<&'a [u8]>>,
+        diversity: f64,
+        covered: Option<&[&[u8]]>,
         now_ms: i64,
         window_ms: i64,
         max_items: usize,
     ) {
         let slot_ms = (window_ms / SLOTS as i64).max(1);
-        let cats: Vec<Option<&[u8]>> = items.iter().map(|(_, c)| *c).collect();
-        let diversity = intra_list_diversity(&cats);
         let Some(m) = self.model_mut(model) else {
             return;
         };
-        m.impressions += items.len() as u64;
+        let mut n_items = 0u64;
         if m.slots.is_empty() {
             m.slots = vec![Slot::default(); SLOTS];
         }
@@ -142,21 +129,27 @@ impl Quality {
             }
             slot.lists += 1;
             slot.diversity_sum += diversity;
-            for c in cats.iter().flatten() {
-                if let Some(n) = slot.categories.get_mut(*c) {
+            for c in cats {
+                n_items += 1;
+                let Some(c) = c else { continue };
+                if let Some(n) = slot.categories.get_mut(c) {
                     *n += 1;
                 } else if slot.categories.len() < MAX_SLOT_CATEGORIES {
-                    slot.categories.insert((*c).into(), 1);
+                    slot.categories.insert(c.into(), 1);
                 } else {
                     slot.other_categories += 1;
                 }
             }
         }
+        m.impressions += n_items;
+        let Some(items) = covered else {
+            return;
+        };
         if self.recommended.len() >= max_items {
             let cutoff = now_ms - window_ms;
             self.recommended.retain(|_, t| *t >= cutoff);
         }
-        for (id, _) in items {
+        for id in items {
             if let Some(t) = self.recommended.get_mut(*id) {
                 *t = now_ms;
             } else if self.recommended.len() < max_items {
@@ -288,7 +281,17 @@ mod tests {
     fn window_and_rates() {
         let mut q = Quality::default();
         let (a, b): (&[u8], &[u8]) = (b"a", b"b");
-        q.record_list("m", &[(b"1", Some(a)), (b"2", Some(b))], 1_000, 60_000, 100);
+        let ids: [&[u8]; 2] = [b"1", b"2"];
+        let cats = [Some(a), Some(b)];
+        q.record_list(
+            "m",
+            cats.iter().copied(),
+            intra_list_diversity(&cats),
+            Some(&ids),
+            1_000,
+            60_000,
+            100,
+        );
         q.record_click("m");
         q.record_conversion("m");
         let r = &q.reports(1_000, 60_000, 2)[0].1;

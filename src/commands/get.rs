@@ -235,21 +235,19 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
         }
     };
     if stats::enabled() {
-        let served: Vec<(&[u8], Option<&[u8]>)> = list
-            .items
-            .iter()
-            .map(|r| {
-                let cat = e
-                    .catalog
-                    .get_by_id(&r.id)
-                    .and_then(|it| it.category)
-                    .map(|c| e.catalog.category_name(c));
-                (&*r.id, cat)
-            })
-            .collect();
+        // Coverage needs the ids only when a list is new to this node's L1 (computed, or read
+        // from L2): an L1 hit holds items counted when it was filled, within its TTL.
+        let fresh = source != "l1";
+        let ids: Vec<&[u8]> = if fresh {
+            list.items.iter().map(|r| &*r.id).collect()
+        } else {
+            Vec::new()
+        };
         quality::quality().record_list(
             &list.model,
-            &served,
+            list.items.iter().map(|r| r.category.as_deref()),
+            list.diversity,
+            fresh.then_some(ids.as_slice()),
             now,
             config::get(&config::QUALITY_WINDOW) as i64 * 1000,
             config::get(&config::MAX_ITEMS),

@@ -9,7 +9,7 @@ use super::codec::{DResult, DecodeError, Reader, Writer};
 use super::ranking::RecList;
 use super::Engine;
 
-const LIST_VERSION: u8 = 1;
+const LIST_VERSION: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedItem {
@@ -18,6 +18,8 @@ pub struct CachedItem {
     pub reason: Box<[u8]>,
     /// The item's stamp when the list was computed.
     pub stamp: u64,
+    /// Its category then (valid while the stamp matches), for quality metrics.
+    pub category: Option<Box<[u8]>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +35,26 @@ pub struct CachedList {
     /// The model that scored the list (`popular` on fallback).
     pub model: String,
     pub items: Vec<CachedItem>,
+    /// Intra-list diversity, computed once.
+    pub diversity: f64,
+}
+
+/// Share of item pairs whose categories differ (items without a category differ from all).
+pub fn intra_list_diversity<'a>(cats: &[Option<&'a [u8]>]) -> f64 {
+    let n = cats.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let mut differ = 0usize;
+    for i in 0..n {
+        for j in i + 1..n {
+            match (cats[i], cats[j]) {
+                (Some(a), Some(b)) if a == b => {}
+                _ => differ += 1,
+            }
+        }
+    }
+    differ as f64 / (n * (n - 1) / 2) as f64
 }
 
 impl CachedList {
@@ -45,16 +67,24 @@ impl CachedList {
         expiry_ms: i64,
         delta_us: u64,
     ) -> Self {
-        let items = list
+        let items: Vec<CachedItem> = list
             .items
             .iter()
-            .map(|r| CachedItem {
-                id: r.id.as_slice().into(),
-                score: r.score,
-                reason: r.reason.render().into(),
-                stamp: e.catalog.get_by_id(&r.id).map_or(0, |it| it.stamp),
+            .map(|r| {
+                let it = e.catalog.get_by_id(&r.id);
+                CachedItem {
+                    id: r.id.as_slice().into(),
+                    score: r.score,
+                    reason: r.reason.render().into(),
+                    stamp: it.map_or(0, |it| it.stamp),
+                    category: it
+                        .and_then(|it| it.category)
+                        .map(|c| e.catalog.category_name(c).into()),
+                }
             })
             .collect();
+        let cats: Vec<Option<&[u8]>> = items.iter().map(|x| x.category.as_deref()).collect();
+        let diversity = intra_list_diversity(&cats);
         CachedList {
             computed_ms,
             expiry_ms,
@@ -64,6 +94,7 @@ impl CachedList {
             model_stamp: e.models.stamp(requested_model).unwrap_or(0),
             model: list.model.clone(),
             items,
+            diversity,
         }
     }
 
@@ -95,7 +126,12 @@ impl CachedList {
             + self
                 .items
                 .iter()
-                .map(|x| std::mem::size_of::<CachedItem>() + x.id.len() + x.reason.len())
+                .map(|x| {
+                    std::mem::size_of::<CachedItem>()
+                        + x.id.len()
+                        + x.reason.len()
+                        + x.category.as_ref().map_or(0, |c| c.len())
+                })
                 .sum::<usize>()
     }
 
@@ -115,7 +151,9 @@ impl CachedList {
             w.f64(it.score);
             w.bytes(&it.reason);
             w.u64(it.stamp);
+            w.opt_bytes(it.category.as_deref());
         }
+        w.f64(self.diversity);
         w.buf
     }
 
@@ -133,16 +171,19 @@ impl CachedList {
             model_stamp: r.u64()?,
             model: r.string()?,
             items: Vec::new(),
+            diversity: 0.0,
         };
-        let n = r.len(28)?;
+        let n = r.len(29)?;
         for _ in 0..n {
             l.items.push(CachedItem {
                 id: r.boxed()?,
                 score: r.f64()?,
                 reason: r.boxed()?,
                 stamp: r.u64()?,
+                category: r.opt_boxed()?,
             });
         }
+        l.diversity = r.f64()?;
         r.finish()?;
         Ok(l)
     }

@@ -40,7 +40,7 @@ pub struct CachedList {
 }
 
 /// Share of item pairs whose categories differ (items without a category differ from all).
-pub fn intra_list_diversity<'a>(cats: &[Option<&'a [u8]>]) -> f64 {
+pub fn intra_list_diversity(cats: &[Option<&[u8]>]) -> f64 {
     let n = cats.len();
     if n < 2 {
         return 0.0;

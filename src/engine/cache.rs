@@ -5,11 +5,12 @@
 //! carries the stamp of its last change, the engine a cache epoch, and a list remembers what it
 //! saw. A list is served only if its epoch, its model's stamp and every item's stamp still match.
 
+use super::catalog::ItemRef;
 use super::codec::{DResult, DecodeError, Reader, Writer};
 use super::ranking::RecList;
 use super::Engine;
 
-const LIST_VERSION: u8 = 2;
+const LIST_VERSION: u8 = 3;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedItem {
@@ -20,6 +21,9 @@ pub struct CachedItem {
     pub stamp: u64,
     /// Its category then (valid while the stamp matches), for quality metrics.
     pub category: Option<Box<[u8]>>,
+    /// Where the catalog kept it: a hint that spares hashing the id on every hit (checked
+    /// against the id, so a list read on another node falls back to the lookup).
+    pub slot: ItemRef,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +77,10 @@ impl CachedList {
             .map(|r| {
                 let it = e.catalog.get_by_id(&r.id);
                 CachedItem {
+                    slot: e.catalog.lookup(&r.id).unwrap_or(ItemRef {
+                        idx: u32::MAX,
+                        gen: 0,
+                    }),
                     id: r.id.as_slice().into(),
                     score: r.score,
                     reason: r.reason.render().into(),
@@ -107,7 +115,11 @@ impl CachedList {
             return Staleness::Model;
         }
         for it in &self.items {
-            match e.catalog.get_by_id(&it.id) {
+            let item = match e.catalog.get(it.slot) {
+                Some(x) if x.id == it.id => Some(x),
+                _ => e.catalog.get_by_id(&it.id),
+            };
+            match item {
                 Some(x) if x.available && x.stamp == it.stamp => {}
                 _ => return Staleness::Item,
             }
@@ -152,6 +164,8 @@ impl CachedList {
             w.bytes(&it.reason);
             w.u64(it.stamp);
             w.opt_bytes(it.category.as_deref());
+            w.u32(it.slot.idx);
+            w.u32(it.slot.gen);
         }
         w.f64(self.diversity);
         w.buf
@@ -173,7 +187,7 @@ impl CachedList {
             items: Vec::new(),
             diversity: 0.0,
         };
-        let n = r.len(29)?;
+        let n = r.len(37)?;
         for _ in 0..n {
             l.items.push(CachedItem {
                 id: r.boxed()?,
@@ -181,6 +195,10 @@ impl CachedList {
                 reason: r.boxed()?,
                 stamp: r.u64()?,
                 category: r.opt_boxed()?,
+                slot: ItemRef {
+                    idx: r.u32()?,
+                    gen: r.u32()?,
+                },
             });
         }
         l.diversity = r.f64()?;

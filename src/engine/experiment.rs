@@ -16,8 +16,6 @@ use std::fmt;
 pub const MAX_ARMS: usize = 10;
 /// Longest SEED, in bytes.
 pub const MAX_SEED_LEN: usize = 256;
-/// The number of experiments a node keeps unless configured otherwise.
-pub const DEFAULT_MAX_EXPERIMENTS: usize = 1000;
 /// The relative minimum detectable effect when MDE is not given.
 pub const DEFAULT_MDE: f64 = 0.10;
 

@@ -17,6 +17,8 @@ static TEXT: LazyLock<Mutex<Arc<String>>> = LazyLock::new(|| Mutex::new(Arc::new
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// The (address, port) the current thread serves, if any.
 static SERVING: Mutex<Option<(IpAddr, u16)>> = Mutex::new(None);
+/// The address that last failed to bind, so the retry does not log every second.
+static LAST_FAILED: Mutex<Option<(IpAddr, u16)>> = Mutex::new(None);
 
 fn latest() -> Arc<String> {
     TEXT.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -49,9 +51,14 @@ fn tick(ctx: &Context, _: ()) {
                         ctx.log_notice(&format!("RedisRec: serving /metrics on {ip}:{port}"));
                     }
                     Err(e) => {
-                        ctx.log_warning(&format!(
-                            "RedisRec: cannot serve /metrics on {ip}:{port}: {e}; retrying"
-                        ));
+                        // Retried every second; logged once per address.
+                        let mut failed = LAST_FAILED.lock().unwrap_or_else(|x| x.into_inner());
+                        if *failed != want {
+                            ctx.log_warning(&format!(
+                                "RedisRec: cannot serve /metrics on {ip}:{port}: {e}; retrying"
+                            ));
+                            *failed = want;
+                        }
                     }
                 }
             }

@@ -204,6 +204,11 @@ pub fn l1_size() -> (usize, usize, usize) {
     (g.lists, g.bytes, g.lru.len())
 }
 
+/// The name of a user's L2 key (`<prefix>{<tag>}:c`, in the user's slot).
+pub fn cache_key(user: &[u8]) -> Vec<u8> {
+    crate::keys::user_key(&config::KEY_PREFIX.value(), user, b'c')
+}
+
 /// Reads one cached list from L2 (None when absent or unreadable).
 pub fn l2_get(ctx: &Context, key: &RedisString, shape: &str) -> Option<CachedList> {
     let k = ctx.open_key(key);

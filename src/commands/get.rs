@@ -10,7 +10,6 @@ use crate::engine::cache::{
 };
 use crate::engine::model::{valid_name, DEFAULT_MODEL, POPULAR_MODEL};
 use crate::engine::ranking::RecRequest;
-use crate::keys::user_key;
 use crate::persist::engine;
 use crate::quality;
 use crate::stats;
@@ -162,7 +161,7 @@ fn recommend(ctx: &Context, a: &mut Args, read_only: bool) -> CmdResult {
     };
     let ttl_ms = config::get(&config::CACHE_TTL) as i64 * 1000;
     let caching = ttl_ms > 0;
-    let ckey = user_key(&config::KEY_PREFIX.value(), user, b'c');
+    let ckey = cache::cache_key(user);
     let shape = shape_key(
         req.count,
         model_name,

@@ -2,8 +2,6 @@
 
 use super::{check_id, Args, CmdResult, Reply};
 use crate::cache;
-use crate::config;
-use crate::keys::user_key;
 use crate::persist::engine;
 use redis_module::{Context, RedisString};
 use std::sync::atomic::Ordering;
@@ -35,7 +33,7 @@ pub fn invalidate(ctx: &Context, a: &mut Args) -> CmdResult {
         cache::l1_drop_item(item)
     } else if a.is_done() {
         check_id("user", first)?;
-        let key = user_key(&config::KEY_PREFIX.value(), first, b'c');
+        let key = cache::cache_key(first);
         cache::bump(&cache::STATS.inval_user);
         cache::drop_user(ctx, &key)
     } else {

@@ -9,7 +9,6 @@ use crate::engine::experiment::ArmEvent;
 use crate::engine::exposure::RecRef;
 use crate::engine::model::valid_name;
 use crate::engine::TrackInput;
-use crate::keys::user_key;
 use crate::persist::engine;
 use crate::stats;
 use redis_module::Context;
@@ -163,7 +162,7 @@ pub fn track(ctx: &Context, a: &mut Args) -> CmdResult {
             .iter()
             .any(|n| n.as_bytes().eq_ignore_ascii_case(action.name.as_bytes()));
     if invalidating {
-        let ckey = user_key(&config::KEY_PREFIX.value(), user, b'c');
+        let ckey = cache::cache_key(user);
         if cache::drop_user(ctx, &ckey) > 0 {
             cache::bump(&cache::STATS.inval_event);
         }

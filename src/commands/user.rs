@@ -166,7 +166,7 @@ pub fn user_del(ctx: &Context, a: &mut Args) -> CmdResult {
         UserSlot::Empty(_) => false,
     };
     // A forgotten user's cached lists go too.
-    let ckey = crate::keys::user_key(&config::KEY_PREFIX.value(), user, b'c');
+    let ckey = crate::cache::cache_key(user);
     let dropped = crate::cache::drop_user(ctx, &ckey) > 0;
     let removed = removed || dropped;
     if removed {

@@ -84,9 +84,11 @@ impl Engine {
         }
         let key = e.key();
         // A record of an earlier experiment of the same name is forgotten.
-        let stale = format!("{experiment}#");
-        user.assignments
-            .retain(|(k, _)| !(k.starts_with(stale.as_bytes()) && **k != *key));
+        let name = experiment.as_bytes();
+        user.assignments.retain(|(k, _)| {
+            let same_name = k.len() > name.len() && k.starts_with(name) && k[name.len()] == b'#';
+            !same_name || **k == *key
+        });
         let first = user.expose(
             ServedList {
                 ts,

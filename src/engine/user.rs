@@ -238,11 +238,6 @@ impl UserState {
         first
     }
 
-    pub fn forget_experiment(&mut self, experiment: &[u8]) {
-        self.assignments.retain(|(e, _)| &**e != experiment);
-        self.served.retain(|s| &*s.experiment != experiment);
-    }
-
     /// How many of `keys` are not features yet.
     pub fn new_feature_count(&self, keys: &[&[u8]]) -> usize {
         let mut seen: Vec<&[u8]> = Vec::new();
